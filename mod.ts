@@ -1,0 +1,33 @@
+/**
+ * namedpipe: Windows named pipes for Deno over kernel32, with the same API on Linux over
+ * Unix domain sockets.
+ *
+ * ```ts
+ * import { connect, listen } from "./mod.ts";
+ *
+ * const server = listen({ name: "Example" });
+ * (async () => {
+ *   for await (const conn of server) {
+ *     const request = await conn.readMessage();
+ *     if (request) await conn.writeMessage(request);
+ *     await conn.close();
+ *   }
+ * })();
+ * await using client = await connect({ name: "Example" });
+ * await client.writeMessage(new TextEncoder().encode("ping"));
+ * console.log(new TextDecoder().decode((await client.readMessage())!));
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+export { connect, listen, openHandleCount, pipePath } from "./pipe/mod.ts";
+export type {
+  ConnectOptions,
+  ListenOptions,
+  PipeConn,
+  PipeDescription,
+  PipeListener,
+  PipeMode,
+  PipeSecurity,
+} from "./pipe/types.ts";

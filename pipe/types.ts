@@ -1,0 +1,108 @@
+/**
+ * The public shapes of namedpipe, shared by the Windows (kernel32) and the POSIX (libc) backends.
+ *
+ * @module
+ */
+
+/**
+ * How a pipe carries data.
+ * - `"message"`: every write is one message and every read returns one whole message
+ *   (Windows `PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE`; Linux `SOCK_SEQPACKET`).
+ * - `"byte"`: a stream of bytes with no boundaries (`PIPE_TYPE_BYTE`; `SOCK_STREAM`).
+ */
+export type PipeMode = "message" | "byte";
+
+/**
+ * Who may open the pipe.
+ * - `"user"` (default): the current user and SYSTEM only; network logons denied on Windows,
+ *   socket mode 0600 in a 0700 directory on Linux.
+ * - `"everyone"`: the seed sample's open pipe (NULL DACL on Windows, mode 0666 on Linux). Logged loudly.
+ * - `{ sddl }`: an explicit Windows security descriptor in SDDL (Windows only).
+ */
+export type PipeSecurity = "user" | "everyone" | { sddl: string };
+
+/** Options of {@linkcode listen}. Every default is the secure one. */
+export interface ListenOptions {
+  /** `HelloWorld`, `\\.\pipe\HelloWorld`, or (POSIX) an absolute socket path. */
+  name: string;
+  /** Default `"message"`, like the seed. */
+  mode?: PipeMode;
+  /** Maximum simultaneous instances (clients). Default unlimited (255, `PIPE_UNLIMITED_INSTANCES`). */
+  maxInstances?: number;
+  /** In/out buffer size the pipe is created with. Default 4096, like the seed. */
+  bufferSize?: number;
+  /** Largest message accepted; a client sending more is dropped. Default 1 MiB. */
+  maxMessageSize?: number;
+  /** Default `"user"`. */
+  security?: PipeSecurity;
+  /** Refuse clients from other machines (`PIPE_REJECT_REMOTE_CLIENTS`). Default true. */
+  rejectRemoteClients?: boolean;
+  /** Fail when the name is already served (`FILE_FLAG_FIRST_PIPE_INSTANCE`). Default true. */
+  firstInstance?: boolean;
+  /** Instances kept listening so clients arriving together are not refused. Default 4. */
+  pendingInstances?: number;
+}
+
+/** Options of {@linkcode connect}. */
+export interface ConnectOptions {
+  /** `HelloWorld`, `\\SERVER\pipe\HelloWorld`, or (POSIX) an absolute socket path. */
+  name: string;
+  /** Windows server name for `\\SERVER\pipe\NAME`. Default `"."` (this machine). */
+  server?: string;
+  /** Default `"message"` (read mode message). */
+  mode?: PipeMode;
+  /** How long to wait for a missing or busy pipe, in milliseconds. Default 2000. */
+  timeout?: number;
+  /** Largest message accepted by {@linkcode PipeConn.readMessage}. Default 1 MiB. */
+  maxMessageSize?: number;
+}
+
+/** One end of a connected pipe: a server's accepted client, or a client's connection. */
+export interface PipeConn {
+  /** The full pipe path (`\\.\pipe\NAME` or the socket path). */
+  readonly path: string;
+  readonly mode: PipeMode;
+  /** Process id of the other end (`GetNamedPipeClientProcessId` / `SO_PEERCRED`); 0 if unknown. */
+  readonly peerPid: number;
+  /**
+   * Read one whole message. A zero-length message is a real message and resolves to an empty
+   * array; end of stream (the peer closed) resolves to `null`.
+   * @throws {RangeError} when the message exceeds `maxMessageSize` (the connection is then closed).
+   */
+  readMessage(): Promise<Uint8Array | null>;
+  /** Write one whole message (in byte mode: all the bytes). */
+  writeMessage(data: Uint8Array): Promise<void>;
+  /** Read up to `p.length` bytes; `null` at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Write `p`; resolves to the number of bytes written. */
+  write(p: Uint8Array): Promise<number>;
+  /** Like the seed: flush, disconnect, close. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** What the server created, read back for logs and tests. */
+export interface PipeDescription {
+  path: string;
+  mode: PipeMode;
+  /** The security descriptor read back from the pipe (Windows), as SDDL. */
+  sddl?: string;
+  /** Socket file mode (POSIX), e.g. 0o600. */
+  fileMode?: number;
+  /** Flags passed to `CreateNamedPipeW` (Windows): dwOpenMode and dwPipeMode. */
+  openMode?: number;
+  pipeMode?: number;
+}
+
+/** A listening server: `for await (const conn of listener)` or `await listener.accept()`. */
+export interface PipeListener extends AsyncIterable<PipeConn> {
+  readonly path: string;
+  readonly mode: PipeMode;
+  /** The next client. Rejects with `Deno.errors.BadResource` once the listener is closed. */
+  accept(): Promise<PipeConn>;
+  /** Read back what was created (security descriptor, flags, file mode). */
+  describe(): PipeDescription;
+  /** Cancel pending accepts and release every handle. Connections already accepted stay open. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
