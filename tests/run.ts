@@ -1,0 +1,64 @@
+/**
+ * `deno task test`: the whole suite, on the host and, on Linux, again under Wine with Windows Deno so
+ * that every kernel32 path runs. Ends with one summary and a non-zero exit if anything failed.
+ * With `CI=true`, a Windows suite that could not run is a failure, not a pass.
+ *
+ * Arguments are passed to both `deno test` runs (files, `--filter ...`).
+ *
+ * @module
+ */
+import { parseDenoTestSummary, type SuiteResult } from "./summary.ts";
+import { runWindowsSuite } from "./wine/run.ts";
+
+async function runHostSuite(args: string[]): Promise<SuiteResult> {
+  const name = `host (${Deno.build.os})`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["test", "-A", ...args],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    output += decoder.decode(chunk, { stream: true });
+    await Deno.stdout.write(chunk);
+  }
+  const { code } = await child.status;
+  const result = parseDenoTestSummary(name, output) ??
+    { name, passed: 0, failed: 1, skipped: 0, note: `deno test exited ${code} without a summary` };
+  if (code !== 0 && result.failed === 0) result.failed = 1;
+  return result;
+}
+
+function banner(text: string) {
+  console.log(`\n=== ${text} ===\n`);
+}
+
+async function main(args: string[]): Promise<number> {
+  const testArgs = args.length ? args : ["tests/"];
+  const ci = Deno.env.get("CI") === "true";
+  const started = Date.now();
+  banner(`host suite: deno test on ${Deno.build.os}`);
+  const results = [await runHostSuite(testArgs)];
+  if (Deno.build.os === "linux") {
+    banner("windows suite: Windows Deno under Wine");
+    const windows = await runWindowsSuite(testArgs);
+    if (windows.note && windows.passed + windows.failed === 0) {
+      windows.note = `skipped: ${windows.note}`;
+      if (ci) windows.failed = 1;
+    }
+    results.push(windows);
+  }
+  banner(`summary (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  for (const r of results) {
+    const note = r.note ? ` (${r.note})` : "";
+    console.log(`${r.name.padEnd(18)} ${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped${note}`);
+  }
+  const total = (key: "passed" | "failed" | "skipped") => results.reduce((n, r) => n + r[key], 0);
+  console.log(`${total("passed")} passed, ${total("failed")} failed, ${total("skipped")} skipped`);
+  return total("failed") > 0 ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
