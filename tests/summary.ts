@@ -17,7 +17,7 @@ export interface SuiteResult {
 /** Parse the last `deno test` summary line in `output`. */
 export function parseDenoTestSummary(name: string, output: string): SuiteResult | undefined {
   // deno test prints the summary after all results; colors are off (NO_COLOR) but strip them anyway.
-  const plain = output.replace(/\x1b\[[0-9;]*m/g, "");
+  const plain = output.replace(new RegExp(String.fromCharCode(27) + "\\[[0-9;]*m", "g"), "");
   const lines = [
     ...plain.matchAll(
       /^(?:ok|FAILED) \| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?(?: \| (\d+) ignored)?/gm,
