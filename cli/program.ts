@@ -1,0 +1,295 @@
+/**
+ * The `namedpipe` command line: subcommands, options, help with examples, and the mapping of
+ * every outcome to an exit code. `main.ts` only calls {@linkcode run}.
+ *
+ * ```ts
+ * import { run } from "./program.ts";
+ *
+ * const code = await run(["send", "--name", "HelloWorld", "--timeout", "500"]);
+ * ```
+ *
+ * @module
+ */
+import { Command, CommanderError, Option } from "commander";
+import { getLogger } from "@logtape/logtape";
+import denoJson from "../deno.json" with { type: "json" };
+import { HELLO_PIPE_NAME } from "../pipe/hello.ts";
+import type { PipeMode, PipeSecurity } from "../pipe/types.ts";
+import { type Encoding, ENCODINGS } from "./encoding.ts";
+import { deniedByDeno, EXIT_CODES_HELP, ExitCode, exitCodeFor, UsageError } from "./exit_codes.ts";
+import { LOG_FORMATS, type LogFormat, ROOT_CATEGORY, setupLogging, type Verbosity } from "./logging.ts";
+import { integerOption, nonEmptyOption } from "./options.ts";
+import { send } from "./send.ts";
+import { serve } from "./serve.ts";
+import { stopSignals } from "./signals.ts";
+
+const log = getLogger([ROOT_CATEGORY]);
+
+/** Version of the command, from deno.json. */
+export const VERSION: string = denoJson.version;
+
+const MODES: readonly PipeMode[] = ["message", "byte"];
+const MAX_INSTANCES = 255; // PIPE_UNLIMITED_INSTANCES
+const GIB = 1024 * 1024 * 1024;
+
+const MAIN_EXAMPLES = `
+Examples:
+  namedpipe serve                      the seed's HelloWorld server, many clients, until Ctrl+C
+  namedpipe serve --once               exactly the seed: one client, then exit
+  namedpipe send                       send "Default request from client", print the reply
+  namedpipe send --name Echo hello     send "hello" to \\\\.\\pipe\\Echo
+  printf 'one\\ntwo\\n' | namedpipe send -   send each line, print each reply
+
+Run "namedpipe <command> --help" for every option of a command.
+
+${EXIT_CODES_HELP}
+`;
+
+const SERVE_EXAMPLES = `
+Examples:
+  namedpipe serve                          \\\\.\\pipe\\HelloWorld: log each request, answer
+                                           "Default response from server", until Ctrl+C
+  namedpipe serve --once                   like the seed: one client, then exit
+  namedpipe serve --name Echo --echo       answer every request with its own bytes
+  namedpipe serve --response "Hi there"    answer "Hi there" (UTF-16LE with a NUL)
+  namedpipe serve --log-format json        one JSON object a line on stderr, for log collectors
+  namedpipe serve --sddl "D:P(A;;GA;;;SY)(A;;GRGW;;;AU)"
+                                           Windows: let authenticated users connect
+
+Security: by default only the current user (and SYSTEM) may open the pipe, and remote clients are
+refused. --allow-everyone reproduces the seed's NULL DACL: anyone may connect. Avoid it.
+
+Stop with Ctrl+C (SIGINT), SIGTERM, or on Windows Ctrl+Break or closing the console: clients are
+closed, a summary is logged, the exit code is 0.
+
+${EXIT_CODES_HELP}
+`;
+
+const SEND_EXAMPLES = `
+Examples:
+  namedpipe send                           like the seed's client: prints "Default response from server"
+  namedpipe send Hello there               send "Hello there" (UTF-16LE with a NUL)
+  namedpipe send --count 3                 send the default request 3 times on one connection
+  namedpipe send --encoding hex "48 00 69 00"
+                                           send these 4 bytes, print the reply as hex
+  namedpipe send --encoding utf8 --name Echo ping
+  namedpipe send -                         type lines; each is sent, each reply printed (Ctrl+D ends)
+  seq 5 | namedpipe send -                 send "1" to "5", print 5 replies
+  namedpipe send --encoding raw < req.bin > reply.bin
+                                           send stdin's bytes as one message, write the reply's bytes
+  namedpipe send --server HOST --name HelloWorld
+                                           Windows: a pipe on another machine (if it allows it)
+  reply=$(namedpipe send --timeout 500) || echo "exit $?"
+
+Replies go to stdout, one line each (raw: the bytes as they are); diagnostics go to stderr.
+
+${EXIT_CODES_HELP}
+`;
+
+/** Options shared by every subcommand. */
+interface LoggingFlags {
+  logFormat: LogFormat;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+function addLoggingOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option("--log-format <format>", "text lines, or one JSON object a line")
+        .choices(LOG_FORMATS).default("text"),
+    )
+    .addOption(new Option("-q, --quiet", "log errors only").conflicts("verbose"))
+    .addOption(new Option("-v, --verbose", "log every message and debugging details"));
+}
+
+async function startLogging(flags: LoggingFlags): Promise<void> {
+  const verbosity: Verbosity = flags.quiet ? "quiet" : flags.verbose ? "verbose" : "normal";
+  await setupLogging({ format: flags.logFormat, verbosity });
+}
+
+interface ServeFlags extends LoggingFlags {
+  name: string;
+  once?: boolean;
+  response?: string;
+  echo?: boolean;
+  mode: PipeMode;
+  maxInstances?: number;
+  bufferSize: number;
+  maxMessageSize?: number;
+  allowEveryone?: boolean;
+  sddl?: string;
+}
+
+interface SendFlags extends LoggingFlags {
+  server: string;
+  name: string;
+  timeout: number;
+  mode: PipeMode;
+  encoding: Encoding;
+  count: number;
+  maxMessageSize?: number;
+}
+
+/** Build the command tree. Each action resolves to its exit code through `done`. */
+function buildProgram(): Command {
+  const program = new Command("namedpipe")
+    .description("Windows named pipes from Deno: the HelloWorld server and client, and more.")
+    .version(VERSION, "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help with examples")
+    .exitOverride()
+    // Plain help: commander's colour check reads environment variables, which would need --allow-env.
+    .configureOutput({ getOutHasColors: () => false, getErrHasColors: () => false })
+    .showHelpAfterError("(run with --help for usage and examples)")
+    .addHelpText("after", MAIN_EXAMPLES);
+
+  const serveCommand = program.command("serve")
+    .description("Run the HelloWorld named pipe server (like Microsoft's CSNamedPipeServer).")
+    .addOption(
+      new Option("-n, --name <name>", "pipe name (\\\\.\\pipe\\NAME)").default(HELLO_PIPE_NAME)
+        .argParser(nonEmptyOption("pipe name")),
+    )
+    .option("--once", "serve one client, then exit (exactly the seed)")
+    .addOption(new Option("-r, --response <text>", 'reply text (default "Default response from server")')
+      .conflicts("echo"))
+    .option("--echo", "reply with the request's own bytes")
+    .addOption(new Option("--mode <mode>", "message or byte stream").choices(MODES).default("message"))
+    .addOption(
+      new Option("--max-instances <n>", `simultaneous clients, 1-${MAX_INSTANCES} (default unlimited)`)
+        .argParser(integerOption(1, MAX_INSTANCES)),
+    )
+    .addOption(
+      new Option("--buffer-size <bytes>", "pipe in/out buffer size").default(4096)
+        .argParser(integerOption(0, GIB)),
+    )
+    .addOption(
+      new Option("--max-message-size <bytes>", "larger requests drop the client (default 1 MiB)")
+        .argParser(integerOption(1, GIB)),
+    )
+    .addOption(
+      new Option("--allow-everyone", "the seed's NULL DACL: anyone may connect (insecure)").conflicts("sddl"),
+    )
+    .option("--sddl <sddl>", "Windows security descriptor for the pipe, in SDDL")
+    .addHelpText("after", SERVE_EXAMPLES);
+  addLoggingOptions(serveCommand).action(async (flags: ServeFlags) => {
+    await startLogging(flags);
+    const security: PipeSecurity = flags.allowEveryone
+      ? "everyone"
+      : flags.sddl !== undefined
+      ? { sddl: flags.sddl }
+      : "user";
+    using stop = stopSignals();
+    await serve({
+      name: flags.name,
+      once: flags.once,
+      response: flags.response,
+      echo: flags.echo,
+      mode: flags.mode,
+      maxInstances: flags.maxInstances,
+      bufferSize: flags.bufferSize,
+      maxMessageSize: flags.maxMessageSize,
+      security,
+      signal: stop.signal,
+    });
+  });
+
+  const sendCommand = program.command("send")
+    .description("Send messages to a named pipe server and print its replies (like CSNamedPipeClient).")
+    .argument("[message...]", 'the message (words joined by spaces), or "-" to send each line of stdin')
+    .addOption(
+      new Option("-s, --server <server>", "server machine (\\\\SERVER\\pipe\\NAME)").default(".")
+        .argParser(nonEmptyOption("server name")),
+    )
+    .addOption(
+      new Option("-n, --name <name>", "pipe name").default(HELLO_PIPE_NAME)
+        .argParser(nonEmptyOption("pipe name")),
+    )
+    .addOption(
+      new Option("-t, --timeout <ms>", "wait this long for a missing or busy pipe").default(5000)
+        .argParser(integerOption(0, 24 * 3600 * 1000)),
+    )
+    .addOption(
+      new Option(
+        "-e, --encoding <encoding>",
+        "utf16 (with a NUL, like the seed), utf8, hex, or raw stdin bytes",
+      )
+        .choices(ENCODINGS).default("utf16"),
+    )
+    .addOption(
+      new Option("-c, --count <n>", "send the message n times on one connection").default(1)
+        .argParser(integerOption(1, 1_000_000_000)),
+    )
+    .addOption(new Option("--mode <mode>", "message or byte stream").choices(MODES).default("message"))
+    .addOption(
+      new Option("--max-message-size <bytes>", "largest reply accepted (default 1 MiB)")
+        .argParser(integerOption(1, GIB)),
+    )
+    .addHelpText("after", SEND_EXAMPLES);
+  addLoggingOptions(sendCommand).action(async (words: string[], flags: SendFlags) => {
+    await startLogging(flags);
+    const lines = words.length === 1 && words[0] === "-";
+    if (words.includes("-") && !lines) throw new UsageError('"-" (read stdin) must be the only message');
+    if (flags.encoding === "raw" && words.length > 0) {
+      throw new UsageError("--encoding raw sends stdin's bytes: give no message");
+    }
+    if (lines && flags.count !== 1) throw new UsageError("--count cannot be used with - (stdin lines)");
+    await send({
+      name: flags.name,
+      server: flags.server,
+      timeout: flags.timeout,
+      mode: flags.mode,
+      encoding: flags.encoding,
+      message: lines || words.length === 0 ? undefined : words.join(" "),
+      lines,
+      count: flags.count,
+      maxMessageSize: flags.maxMessageSize,
+    });
+  });
+  return program;
+}
+
+/**
+ * Run the command line and return its exit code. Expected failures are logged as one line; only
+ * internal errors show a stack trace.
+ * @param args the arguments after the program name
+ * @returns the exit code ({@linkcode ExitCode})
+ */
+export async function run(args: string[]): Promise<number> {
+  // Until a subcommand sets its own, errors still need somewhere to go.
+  await setupLogging({ format: "text", verbosity: "normal" });
+  try {
+    await buildProgram().parseAsync(args, { from: "user" });
+    return ExitCode.Ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander printed the message (or the help/version) already.
+      return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    }
+    const code = exitCodeFor(error);
+    if (code === ExitCode.Internal) {
+      log.fatal("Internal error: {error}", { error });
+    } else {
+      log.error("{message}", { message: error instanceof Error ? error.message : String(error) });
+      const hint = hintFor(error, code);
+      if (hint) log.error(hint);
+    }
+    return code;
+  }
+}
+
+/** One line of advice after an expected failure, if there is one. */
+function hintFor(error: unknown, code: ExitCode): string | undefined {
+  if (deniedByDeno(error)) {
+    return "Deno refused a permission: run with the flag it names (deno task serve/send and the " +
+      "compiled namedpipe have every one needed).";
+  }
+  switch (code) {
+    case ExitCode.NotFound:
+      return 'Is the server running? Start one with "namedpipe serve --name NAME", or raise --timeout.';
+    case ExitCode.AccessDenied:
+      return "The pipe's security does not let this user in: run as the server's user, or start the " +
+        "server with --sddl granting access.";
+    case ExitCode.NameInUse:
+      return "Another server already serves this name: stop it, or choose another --name.";
+  }
+}

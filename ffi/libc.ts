@@ -1,0 +1,312 @@
+/**
+ * libc (`libc.so.6`) for the POSIX backend: one typed symbol table, the Linux constants it needs and
+ * `errno`.
+ *
+ * The library is opened on first use, never at import, so importing this module on Windows or macOS
+ * costs nothing. Only Linux is supported: the engine needs `epoll`, `eventfd` and `accept4`.
+ *
+ * `errno` is thread-local. Every call that can fail is a synchronous call on the JS thread, and
+ * {@linkcode errno} reads it on that same thread right after the call. The only `nonblocking` call is
+ * `epoll_wait`, whose failure (`EINTR`) is simply retried.
+ *
+ * @module
+ */
+
+const symbols = {
+  socket: {
+    parameters: [
+      "i32", // int domain
+      "i32", // int type
+      "i32", // int protocol
+    ],
+    result: "i32", // int fd
+  },
+  bind: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // const struct sockaddr *addr
+      "u32", // socklen_t addrlen
+    ],
+    result: "i32",
+  },
+  listen: {
+    parameters: [
+      "i32", // int sockfd
+      "i32", // int backlog
+    ],
+    result: "i32",
+  },
+  accept4: {
+    parameters: [
+      "i32", // int sockfd
+      "pointer", // struct sockaddr *addr (NULL)
+      "pointer", // socklen_t *addrlen (NULL)
+      "i32", // int flags
+    ],
+    result: "i32", // int fd
+  },
+  connect: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // const struct sockaddr *addr
+      "u32", // socklen_t addrlen
+    ],
+    result: "i32",
+  },
+  recv: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // void *buf
+      "usize", // size_t len
+      "i32", // int flags
+    ],
+    result: "isize", // ssize_t
+  },
+  recvmsg: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // struct msghdr *msg
+      "i32", // int flags
+    ],
+    result: "isize", // ssize_t
+  },
+  send: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // const void *buf
+      "usize", // size_t len
+      "i32", // int flags
+    ],
+    result: "isize", // ssize_t
+  },
+  setsockopt: {
+    parameters: [
+      "i32", // int sockfd
+      "i32", // int level
+      "i32", // int optname
+      "buffer", // const void *optval
+      "u32", // socklen_t optlen
+    ],
+    result: "i32",
+  },
+  getsockopt: {
+    parameters: [
+      "i32", // int sockfd
+      "i32", // int level
+      "i32", // int optname
+      "buffer", // void *optval
+      "buffer", // socklen_t *optlen
+    ],
+    result: "i32",
+  },
+  close: {
+    parameters: [
+      "i32", // int fd
+    ],
+    result: "i32",
+  },
+  read: {
+    parameters: [
+      "i32", // int fd
+      "buffer", // void *buf
+      "usize", // size_t count
+    ],
+    result: "isize", // ssize_t
+  },
+  write: {
+    parameters: [
+      "i32", // int fd
+      "buffer", // const void *buf
+      "usize", // size_t count
+    ],
+    result: "isize", // ssize_t
+  },
+  unlink: {
+    parameters: [
+      "buffer", // const char *pathname
+    ],
+    result: "i32",
+  },
+  link: {
+    parameters: [
+      "buffer", // const char *oldpath
+      "buffer", // const char *newpath
+    ],
+    result: "i32",
+  },
+  chmod: {
+    parameters: [
+      "buffer", // const char *pathname
+      "u32", // mode_t mode
+    ],
+    result: "i32",
+  },
+  lstat: {
+    parameters: [
+      "buffer", // const char *pathname
+      "buffer", // struct stat *statbuf
+    ],
+    result: "i32",
+  },
+  mkdtemp: {
+    parameters: [
+      "buffer", // char *template (rewritten in place)
+    ],
+    result: "pointer", // char * (NULL on failure)
+  },
+  rmdir: {
+    parameters: [
+      "buffer", // const char *pathname
+    ],
+    result: "i32",
+  },
+  epoll_create1: {
+    parameters: [
+      "i32", // int flags
+    ],
+    result: "i32", // int epfd
+  },
+  epoll_ctl: {
+    parameters: [
+      "i32", // int epfd
+      "i32", // int op
+      "i32", // int fd
+      "buffer", // struct epoll_event *event
+    ],
+    result: "i32",
+  },
+  epoll_wait: {
+    parameters: [
+      "i32", // int epfd
+      "buffer", // struct epoll_event *events
+      "i32", // int maxevents
+      "i32", // int timeout (ms; 0 = poll)
+    ],
+    result: "i32", // int count
+  },
+  /** The same `epoll_wait`, run on a worker thread: the one blocking wait of the engine. */
+  epoll_wait_blocking: {
+    name: "epoll_wait",
+    parameters: [
+      "i32", // int epfd
+      "buffer", // struct epoll_event *events
+      "i32", // int maxevents
+      "i32", // int timeout (ms; -1 = forever)
+    ],
+    result: "i32", // int count
+    nonblocking: true,
+  },
+  eventfd: {
+    parameters: [
+      "u32", // unsigned int initval
+      "i32", // int flags
+    ],
+    result: "i32", // int fd
+  },
+  __errno_location: {
+    parameters: [],
+    result: "pointer", // int * (this thread's errno)
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The opened library's symbols. */
+export type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+let lib: Deno.DynamicLibrary<typeof symbols> | null = null;
+let errnoView: Deno.UnsafePointerView | null = null;
+
+/**
+ * The libc symbols, opening `libc.so.6` on first use.
+ * @throws {Deno.errors.NotSupported} on a platform other than Linux, or when libc cannot be opened
+ */
+export function libc(): Libc {
+  if (lib) return lib.symbols;
+  if (Deno.build.os !== "linux") {
+    throw new Deno.errors.NotSupported(
+      `Cannot use libc sockets on "${Deno.build.os}": the POSIX engine needs Linux (epoll)`,
+    );
+  }
+  try {
+    lib = Deno.dlopen("libc.so.6", symbols);
+  } catch (cause) {
+    throw new Deno.errors.NotSupported(`Cannot open "libc.so.6": ${(cause as Error).message}`, { cause });
+  }
+  return lib.symbols;
+}
+
+/** This thread's `errno`: call right after the failing synchronous call, before any other. */
+export function errno(): number {
+  if (!errnoView) {
+    // errno lives at a fixed address per thread, and this isolate always runs on one thread.
+    const pointer = libc().__errno_location();
+    if (!pointer) return 0;
+    errnoView = new Deno.UnsafePointerView(pointer);
+  }
+  return errnoView.getInt32();
+}
+
+/** A NUL-terminated copy of `text` for a `const char *` parameter. */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(`${text}\0`);
+}
+
+// Constants (Linux, all architectures Deno ships for).
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_SEQPACKET = 5;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+
+export const SOL_SOCKET = 1;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_PASSCRED = 16;
+export const SO_PEERCRED = 17;
+export const SO_SNDBUFFORCE = 32;
+export const SCM_CREDENTIALS = 2;
+
+export const MSG_PEEK = 0x2;
+export const MSG_CTRUNC = 0x8;
+export const MSG_TRUNC = 0x20;
+export const MSG_NOSIGNAL = 0x4000;
+export const MSG_CMSG_CLOEXEC = 0x40000000;
+
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+export const EPOLLIN = 0x1;
+export const EPOLLOUT = 0x4;
+export const EPOLLERR = 0x8;
+export const EPOLLHUP = 0x10;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 1 << 31;
+
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+
+export const ENOENT = 2;
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EEXIST = 17;
+export const EINVAL = 22;
+export const EMFILE = 24;
+export const EPIPE = 32;
+export const ENAMETOOLONG = 36;
+export const EMSGSIZE = 90;
+export const EPROTOTYPE = 91;
+export const ECONNABORTED = 103;
+export const ECONNRESET = 104;
+export const ECONNREFUSED = 111;
+
+/** `struct epoll_event` is packed on x86_64 (12 bytes) and naturally aligned elsewhere (16). */
+export const EPOLL_EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
+/** Offset of `epoll_data_t data` in `struct epoll_event`. */
+export const EPOLL_DATA_OFFSET = Deno.build.arch === "x86_64" ? 4 : 8;
+
+/** `struct stat` (asm-generic on aarch64): its size and where `st_ino` and `st_mode` sit. */
+export const STAT = Deno.build.arch === "x86_64"
+  ? { size: 144, ino: 8, mode: 24 }
+  : { size: 128, ino: 8, mode: 16 };
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;

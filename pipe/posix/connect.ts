@@ -1,0 +1,58 @@
+/**
+ * The client side: {@linkcode connect} to a listening Unix socket.
+ *
+ * A missing socket (`ENOENT`), a socket nobody listens on (`ECONNREFUSED`) and a full backlog
+ * (`EAGAIN`, the `ERROR_PIPE_BUSY` of Unix sockets) are retried with backoff (1 ms doubling to
+ * 100 ms) until the caller's timeout, like `WaitNamedPipe` on Windows.
+ *
+ * @module
+ */
+import { EAGAIN, ECONNREFUSED, EINTR, ENOENT, errno, libc } from "../../ffi/libc.ts";
+import { errnoError, pipeError } from "../errors.ts";
+import type { ConnectOptions, PipeConn } from "../types.ts";
+import { PosixConn } from "./connection.ts";
+import { pipePath } from "./path.ts";
+import { closeFd, configureSocket, DEFAULT_MAX_MESSAGE, openSocket, socketAddress } from "./socket.ts";
+
+const DEFAULT_TIMEOUT = 2000;
+const MAX_BACKOFF = 100;
+
+/** Connect to the pipe server named in `options`; see the module doc for retries. */
+export async function connect(options: ConnectOptions): Promise<PipeConn> {
+  const mode = options.mode ?? "message";
+  const path = pipePath(options.name, options.server ?? ".");
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
+  const deadline = performance.now() + (options.timeout ?? DEFAULT_TIMEOUT);
+  const [address, length] = socketAddress(path, "connect to");
+  let backoff = 1;
+  while (true) {
+    const fd = openSocket(mode, "connect to", path);
+    let code: number;
+    try {
+      configureSocket(fd, mode, maxMessageSize, undefined, path, "connect to");
+      code = libc().connect(fd, address, length) === 0 ? 0 : errno();
+    } catch (error) {
+      closeFd(fd);
+      throw error;
+    }
+    if (code === 0) return new PosixConn(fd, path, mode, maxMessageSize);
+    closeFd(fd);
+    if (code === EINTR) continue;
+    const remaining = deadline - performance.now();
+    const retriable = code === ENOENT || code === ECONNREFUSED || code === EAGAIN;
+    if (!retriable || remaining <= 0) {
+      if (code === EAGAIN) {
+        throw pipeError(
+          Deno.errors.TimedOut,
+          "connect to",
+          path,
+          `all pipe instances are busy (${code})`,
+          code,
+        );
+      }
+      throw errnoError(code, "connect to", path);
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, remaining)));
+    backoff = Math.min(backoff * 2, MAX_BACKOFF);
+  }
+}

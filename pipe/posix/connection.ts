@@ -1,0 +1,203 @@
+/**
+ * One end of a connected Unix socket: a server's accepted client or a client's connection.
+ *
+ * Message mode is `SOCK_SEQPACKET`: one `send` is one message, one `recvmsg` one whole message.
+ * Byte mode is `SOCK_STREAM`. Every operation tries the system call first and waits on the
+ * {@linkcode poller} only after `EAGAIN`.
+ *
+ * @module
+ */
+import { EAGAIN, ECONNRESET, EINTR } from "../../ffi/libc.ts";
+import { closedError, errnoError, pipeError } from "../errors.ts";
+import type { PipeConn, PipeMode } from "../types.ts";
+import { poller, type Registration } from "./poller.ts";
+import { closeFd, peerPid, receiveBytes, receiveMessage, sendBytes } from "./socket.ts";
+
+/** Bytes `readMessage()` takes at once in byte mode, where there are no messages. */
+const BYTE_CHUNK = 64 * 1024;
+
+/** A connected Unix socket behind the {@linkcode PipeConn} API. */
+export class PosixConn implements PipeConn {
+  readonly path: string;
+  readonly mode: PipeMode;
+  readonly peerPid: number;
+  #fd: number;
+  #registration: Registration;
+  #maxMessageSize: number;
+  #onClose: (() => void) | undefined;
+  /** The unread tail of a message that `read()` got into a smaller buffer. */
+  #leftover: Uint8Array | null = null;
+  /** Byte-mode writes in progress, so that two `writeMessage` calls do not interleave. */
+  #writeTail: Promise<unknown> = Promise.resolve();
+  #writing = 0;
+
+  /**
+   * Take ownership of a connected non-blocking socket.
+   * @param onClose called once when the connection closes (the listener counts its instances)
+   */
+  constructor(fd: number, path: string, mode: PipeMode, maxMessageSize: number, onClose?: () => void) {
+    this.#fd = fd;
+    this.path = path;
+    this.mode = mode;
+    this.#maxMessageSize = maxMessageSize;
+    this.#onClose = onClose;
+    try {
+      this.#registration = poller.register(fd, path);
+    } catch (error) {
+      closeFd(fd);
+      onClose?.();
+      throw error;
+    }
+    this.peerPid = peerPid(fd);
+  }
+
+  /** Whether `close()` was called (or the connection was dropped for an oversized message). */
+  get closed(): boolean {
+    return this.#registration.closed;
+  }
+
+  async readMessage(): Promise<Uint8Array | null> {
+    if (this.#leftover) {
+      const rest = this.#leftover;
+      this.#leftover = null;
+      return rest;
+    }
+    return this.mode === "message" ? await this.#readMessage() : await this.#readChunk();
+  }
+
+  async #readMessage(): Promise<Uint8Array | null> {
+    while (true) {
+      if (this.closed) throw closedError("read from", this.path);
+      const received = receiveMessage(this.#fd, this.#maxMessageSize);
+      switch (received.kind) {
+        case "message":
+          return received.data;
+        case "end":
+          return null;
+        case "again":
+          await poller.readable(this.#registration);
+          continue;
+        case "too large":
+          // The rest of the stream cannot be trusted to be in step: drop the client.
+          await this.close();
+          throw pipeError(
+            RangeError,
+            "read from",
+            this.path,
+            `message of ${received.size} bytes exceeds maxMessageSize ${this.#maxMessageSize}; connection closed`,
+          );
+        case "error":
+          if (received.errno === EINTR) continue;
+          // A peer that vanished with unread data resets the connection: that is its end of stream.
+          if (received.errno === ECONNRESET) return null;
+          throw errnoError(received.errno, "read from", this.path);
+      }
+    }
+  }
+
+  async #readChunk(): Promise<Uint8Array | null> {
+    const buffer = new Uint8Array(Math.min(BYTE_CHUNK, Math.max(this.#maxMessageSize, 1)));
+    const n = await this.#readBytes(buffer);
+    return n === null ? null : buffer.slice(0, n);
+  }
+
+  async #readBytes(p: Uint8Array): Promise<number | null> {
+    while (true) {
+      if (this.closed) throw closedError("read from", this.path);
+      const n = receiveBytes(this.#fd, p);
+      if (n > 0) return n;
+      if (n === 0) return p.length === 0 ? 0 : null;
+      if (n === -EAGAIN) {
+        await poller.readable(this.#registration);
+        continue;
+      }
+      if (n === -EINTR) continue;
+      if (n === -ECONNRESET) return null;
+      throw errnoError(-n, "read from", this.path);
+    }
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    if (this.mode === "byte") return await this.#readBytes(p);
+    // Message mode: a message longer than `p` is kept and handed out by the next reads,
+    // like ERROR_MORE_DATA on Windows.
+    const message = await this.readMessage();
+    if (message === null) return null;
+    const n = Math.min(p.length, message.length);
+    p.set(message.subarray(0, n));
+    if (n < message.length) this.#leftover = message.subarray(n);
+    return n;
+  }
+
+  async writeMessage(data: Uint8Array): Promise<void> {
+    if (this.mode === "message") {
+      await this.#send(data, true);
+      return;
+    }
+    if (this.#writing === 0) {
+      // Fast path: nothing queued, and usually the whole buffer fits at once.
+      const n = this.closed ? -1 : sendBytes(this.#fd, data);
+      if (n === data.length) return;
+      if (n > 0) data = data.subarray(n);
+    }
+    this.#writing++;
+    const previous = this.#writeTail;
+    const done = (async () => {
+      await previous.catch(() => {});
+      let rest = data;
+      while (rest.length > 0) rest = rest.subarray(await this.#send(rest, false));
+    })();
+    this.#writeTail = done;
+    try {
+      await done;
+    } finally {
+      this.#writing--;
+    }
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    if (this.mode === "message") {
+      await this.#send(p, true);
+      return p.length;
+    }
+    return await this.#send(p, false);
+  }
+
+  /** One `send`, waiting while the socket is full; returns the bytes sent. */
+  async #send(data: Uint8Array, whole: boolean): Promise<number> {
+    while (true) {
+      if (this.closed) throw closedError("write to", this.path);
+      const n = sendBytes(this.#fd, data);
+      if (n >= 0) {
+        if (whole && n !== data.length) {
+          throw pipeError(
+            Error,
+            "write to",
+            this.path,
+            `only ${n} of ${data.length} bytes of the message were sent`,
+          );
+        }
+        return n;
+      }
+      if (n === -EAGAIN) {
+        await poller.writable(this.#registration, this.path);
+        continue;
+      }
+      if (n === -EINTR) continue;
+      throw errnoError(-n, "write to", this.path);
+    }
+  }
+
+  /** Close the socket. Data already sent stays readable by the peer. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    poller.unregister(this.#registration);
+    closeFd(this.#fd);
+    this.#onClose?.();
+    await poller.idle();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

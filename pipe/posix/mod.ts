@@ -1,0 +1,85 @@
+/**
+ * The POSIX backend: named pipes as Unix domain sockets through libc (`ffi/libc.ts`).
+ *
+ * - Message mode is `AF_UNIX` + `SOCK_SEQPACKET` (message boundaries kept, like a message-mode
+ *   pipe); byte mode is `AF_UNIX` + `SOCK_STREAM`. Both run on one engine: non-blocking sockets and
+ *   one epoll instance (`poller.ts`).
+ * - Names: an absolute path is used as is; a bare name `NAME` (or `\\.\pipe\NAME`) becomes
+ *   `$TMPDIR/CoreFxPipe_NAME` (`/tmp` when `TMPDIR` is unset), where .NET's `NamedPipeClientStream`
+ *   looks on Unix, so a .NET client reaches a byte-mode server by name.
+ * - Security: `"user"` (default) gives the socket mode 0600, and it is never reachable by others
+ *   before that; `"everyone"` gives 0666; `{ sddl }` is Windows-only. In the default `/tmp` the
+ *   directory is world-writable but sticky, so others cannot remove or replace our socket.
+ * - Messages: a zero-length message is a real message; a message over `maxMessageSize` drops that
+ *   connection. A message must fit the sender's `SO_SNDBUF`, which is raised to fit
+ *   `maxMessageSize` but capped by `net.core.wmem_max` for unprivileged processes.
+ * - `rejectRemoteClients` needs nothing (Unix sockets are local); `firstInstance: false` cannot share
+ *   a path between servers, so a live name is refused either way.
+ * - Linux only: macOS lacks `epoll` and `SOCK_SEQPACKET` for Unix sockets, so there both calls throw
+ *   `Deno.errors.NotSupported`, untested rather than half-working.
+ *
+ * @module
+ */
+import { pipeError } from "../errors.ts";
+import type { ConnectOptions, ListenOptions, PipeConn, PipeListener, PipeMode } from "../types.ts";
+import { connect as connectSocket } from "./connect.ts";
+import { PosixListener } from "./listener.ts";
+import { pipePath } from "./path.ts";
+import { poller } from "./poller.ts";
+
+export { pipePath };
+
+function checkPlatform(mode: PipeMode | undefined, action: string, name: string): void {
+  if (mode !== undefined && mode !== "message" && mode !== "byte") {
+    throw pipeError(TypeError, action, name, `unknown mode "${mode}" (expected "message" or "byte")`);
+  }
+  if (Deno.build.os === "darwin" && (mode ?? "message") === "message") {
+    throw pipeError(
+      Deno.errors.NotSupported,
+      action,
+      name,
+      "message mode needs SOCK_SEQPACKET Unix sockets, which macOS does not have",
+    );
+  }
+  if (Deno.build.os !== "linux") {
+    throw pipeError(
+      Deno.errors.NotSupported,
+      action,
+      name,
+      `the POSIX backend runs on Linux only, not ${Deno.build.os}`,
+    );
+  }
+}
+
+/**
+ * Create the listening socket; it is bound and listening when this returns.
+ * @throws {Deno.errors.AddrInUse} when a live server has the name
+ * @throws {Deno.errors.PermissionDenied} when the path belongs to someone we may not touch
+ * @throws {TypeError} for an SDDL security descriptor (Windows-only) or an invalid name
+ */
+export function listen(options: ListenOptions): PipeListener {
+  const security = options.security ?? "user";
+  if (typeof security === "object") {
+    throw pipeError(TypeError, "listen on", options.name, 'SDDL is Windows-only; use "user" or "everyone"');
+  }
+  if (security !== "user" && security !== "everyone") {
+    throw pipeError(TypeError, "listen on", options.name, `unknown security "${security}"`);
+  }
+  checkPlatform(options.mode, "listen on", options.name);
+  return new PosixListener(options, pipePath(options.name));
+}
+
+/**
+ * Connect to a listening socket, retrying a missing or busy one until `timeout`.
+ * @throws {Deno.errors.NotFound} when nobody served the name in time
+ * @throws {Deno.errors.TimedOut} when the server's backlog stayed full
+ */
+export async function connect(options: ConnectOptions): Promise<PipeConn> {
+  checkPlatform(options.mode, "connect to", options.name);
+  return await connectSocket(options);
+}
+
+/** Descriptors the engine holds open: sockets plus the epoll instance and its eventfd. */
+export function openHandleCount(): number {
+  return poller.sockets + poller.ownHandles;
+}

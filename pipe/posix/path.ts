@@ -1,0 +1,35 @@
+/**
+ * Pipe name → socket path.
+ *
+ * - An absolute path (`/run/app.sock`) is used as is.
+ * - A bare name (`HelloWorld`, or `\\.\pipe\HelloWorld`) becomes `$TMPDIR/CoreFxPipe_HelloWorld`
+ *   (`/tmp` when `TMPDIR` is unset or empty): the path .NET's `NamedPipeClientStream` uses on Unix,
+ *   so a .NET client finds a byte-mode server of ours by its pipe name.
+ * - Remote servers (`\\host\pipe\name`) are Windows-only.
+ *
+ * @module
+ */
+
+/** The prefix .NET puts before a pipe name in the temp directory. */
+export const DOTNET_PREFIX = "CoreFxPipe_";
+
+/**
+ * The socket path a pipe name resolves to.
+ * @param name a bare name, `\\.\pipe\NAME`, or an absolute path
+ * @param server `"."` (or `"localhost"`): the only server a Unix socket can reach
+ * @throws {TypeError} for an empty or invalid name, or a remote server
+ */
+export function pipePath(name: string, server = "."): string {
+  if (name.startsWith("/")) return name;
+  let bare = name;
+  const unc = /^\\\\([^\\]+)\\pipe\\(.*)$/i.exec(name);
+  if (unc) [, server, bare] = unc;
+  if (server !== "." && server.toLowerCase() !== "localhost") {
+    throw new TypeError(`Cannot use pipe "${name}" on server "${server}": remote pipes are Windows-only`);
+  }
+  if (bare === "" || /[/\0]/.test(bare)) {
+    throw new TypeError(`Cannot use pipe "${name}": invalid pipe name (empty, or containing "/" or NUL)`);
+  }
+  const temp = (Deno.env.get("TMPDIR") || "/tmp").replace(/\/+$/, "");
+  return `${temp}/${DOTNET_PREFIX}${bare}`;
+}

@@ -1,0 +1,255 @@
+/**
+ * The epoll loop: one epoll instance for every socket of the process, waited on by at most one
+ * `nonblocking` `epoll_wait` call at a time (the same shape as the completion port on Windows).
+ *
+ * Operations try the system call first and only wait after `EAGAIN`. Sockets are registered
+ * edge-triggered once, so a wait is woken by the next change after the `EAGAIN`, which cannot be
+ * missed: the call and the registration of the waiter happen in one synchronous step on the JS thread.
+ *
+ * Before blocking, ready events are drained by a zero-timeout `epoll_wait` on the JS thread, which
+ * is much cheaper than a round trip through a worker thread. The blocking wait runs only while some
+ * operation waits; when the last waiter goes away (its socket was closed), an eventfd in the set wakes
+ * the blocked call, so an idle program exits and a finished test leaves no pending operation. When
+ * the last socket is gone, the epoll instance and the eventfd are closed too.
+ *
+ * @module
+ */
+import {
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLL_CTL_MOD,
+  EPOLL_DATA_OFFSET,
+  EPOLL_EVENT_SIZE,
+  EPOLLERR,
+  EPOLLET,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+  EPOLLRDHUP,
+  errno,
+  libc,
+} from "../../ffi/libc.ts";
+import { errnoError } from "../errors.ts";
+
+/** Events taken per `epoll_wait`. */
+const BATCH = 128;
+/** Zero-timeout drains in a row before going through the event loop, so timers are not starved. */
+const MAX_SPINS = 32;
+/** The eventfd's token in the epoll set; sockets count from 1. */
+const WAKE_TOKEN = 0;
+
+const READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+const WRITE_EVENTS = EPOLLOUT | EPOLLHUP | EPOLLERR;
+
+/** One socket in the epoll set, with the operations waiting for it to become ready. */
+export class Registration {
+  readonly token: number;
+  readonly fd: number;
+  /** Whether `EPOLLOUT` is in the interest set: added on the first write that met `EAGAIN`. */
+  watchingWrites = false;
+  readers: (() => void)[] = [];
+  writers: (() => void)[] = [];
+  closed = false;
+
+  constructor(token: number, fd: number) {
+    this.token = token;
+    this.fd = fd;
+  }
+}
+
+function epollEvent(events: number, token: number): Uint8Array<ArrayBuffer> {
+  const event = new Uint8Array(EPOLL_EVENT_SIZE);
+  const view = new DataView(event.buffer);
+  view.setUint32(0, events >>> 0, true);
+  view.setUint32(EPOLL_DATA_OFFSET, token, true);
+  return event;
+}
+
+class Poller {
+  #epfd = -1;
+  #wakefd = -1;
+  #nextToken = 1;
+  #sockets = new Map<number, Registration>();
+  /** Operations waiting for readiness, across all sockets. */
+  #waiting = 0;
+  #blocked: Promise<void> | null = null;
+  #scheduled = false;
+  #spins = 0;
+  #drainEvents = new Uint8Array(BATCH * EPOLL_EVENT_SIZE);
+  #drainView = new DataView(this.#drainEvents.buffer);
+  #blockEvents = new Uint8Array(BATCH * EPOLL_EVENT_SIZE);
+  #blockView = new DataView(this.#blockEvents.buffer);
+  #counter = new Uint8Array(8);
+
+  /** Descriptors the poller itself holds open (epoll and eventfd). */
+  get ownHandles(): number {
+    return this.#epfd >= 0 ? 2 : 0;
+  }
+
+  /** Sockets registered now. */
+  get sockets(): number {
+    return this.#sockets.size;
+  }
+
+  #open(): void {
+    const c = libc();
+    const epfd = c.epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw errnoError(errno(), "create epoll instance for", "namedpipe");
+    const wakefd = c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wakefd < 0) {
+      const code = errno();
+      c.close(epfd);
+      throw errnoError(code, "create eventfd for", "namedpipe");
+    }
+    // Level-triggered: the wake stays visible until it is read back.
+    if (c.epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, epollEvent(EPOLLIN, WAKE_TOKEN)) < 0) {
+      const code = errno();
+      c.close(wakefd);
+      c.close(epfd);
+      throw errnoError(code, "register eventfd for", "namedpipe");
+    }
+    this.#epfd = epfd;
+    this.#wakefd = wakefd;
+  }
+
+  /** Add a non-blocking socket to the set, edge-triggered for reads. */
+  register(fd: number, path: string): Registration {
+    if (this.#epfd < 0) this.#open();
+    const token = this.#nextToken;
+    // Tokens, not descriptors, identify sockets: a closed fd's number is reused at once.
+    this.#nextToken = this.#nextToken >= 0xffff_fff0 ? 1 : this.#nextToken + 1;
+    if (libc().epoll_ctl(this.#epfd, EPOLL_CTL_ADD, fd, epollEvent(READ_EVENTS | EPOLLET, token)) < 0) {
+      const code = errno();
+      this.#closeIfUnused();
+      throw errnoError(code, "watch", path);
+    }
+    const registration = new Registration(token, fd);
+    this.#sockets.set(token, registration);
+    return registration;
+  }
+
+  /**
+   * Remove a socket before its descriptor is closed, waking its waiters (they see `closed`).
+   * Does not close the descriptor.
+   */
+  unregister(registration: Registration): void {
+    if (registration.closed) return;
+    registration.closed = true;
+    this.#sockets.delete(registration.token);
+    libc().epoll_ctl(this.#epfd, EPOLL_CTL_DEL, registration.fd, epollEvent(0, 0));
+    this.#wakeAll(registration.readers);
+    this.#wakeAll(registration.writers);
+    if (this.#waiting === 0 && this.#blocked) {
+      // Nothing else waits: end the blocked epoll_wait now.
+      const one = new Uint8Array(8);
+      one[0] = 1;
+      libc().write(this.#wakefd, one, 8n);
+    }
+    this.#closeIfUnused();
+  }
+
+  /** Wait until the socket may be readable again (after `EAGAIN`). */
+  readable(registration: Registration): Promise<void> {
+    return this.#wait(registration, registration.readers);
+  }
+
+  /** Wait until the socket may be writable again (after `EAGAIN`). */
+  writable(registration: Registration, path: string): Promise<void> {
+    if (!registration.watchingWrites) {
+      // MOD re-arms the edge trigger and reports the current state, so no change is missed.
+      const events = READ_EVENTS | WRITE_EVENTS | EPOLLET;
+      if (
+        libc().epoll_ctl(this.#epfd, EPOLL_CTL_MOD, registration.fd, epollEvent(events, registration.token)) <
+          0
+      ) {
+        return Promise.reject(errnoError(errno(), "watch", path));
+      }
+      registration.watchingWrites = true;
+    }
+    return this.#wait(registration, registration.writers);
+  }
+
+  /** Resolves once no `epoll_wait` is blocked on a worker thread, or at once if others still wait. */
+  async idle(): Promise<void> {
+    while (this.#blocked && this.#waiting === 0) await this.#blocked;
+  }
+
+  #wait(registration: Registration, queue: (() => void)[]): Promise<void> {
+    if (registration.closed) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    queue.push(resolve);
+    this.#waiting++;
+    this.#schedule();
+    return promise;
+  }
+
+  #wakeAll(queue: (() => void)[]): void {
+    if (queue.length === 0) return;
+    const waiters = queue.splice(0);
+    this.#waiting -= waiters.length;
+    for (const wake of waiters) wake();
+  }
+
+  #schedule(): void {
+    if (this.#blocked || this.#scheduled) return;
+    this.#scheduled = true;
+    // After the current synchronous work, so every operation started in it has tried first.
+    queueMicrotask(() => this.#pump());
+  }
+
+  #pump(): void {
+    this.#scheduled = false;
+    if (this.#blocked || this.#waiting === 0 || this.#epfd < 0) return;
+    if (this.#spins < MAX_SPINS) {
+      const count = libc().epoll_wait(this.#epfd, this.#drainEvents, BATCH, 0);
+      if (count > 0) {
+        this.#spins++;
+        this.#dispatch(this.#drainView, count);
+        this.#schedule();
+        return;
+      }
+    }
+    this.#spins = 0;
+    this.#blocked = this.#block();
+  }
+
+  async #block(): Promise<void> {
+    const count = await libc().epoll_wait_blocking(this.#epfd, this.#blockEvents, BATCH, -1);
+    this.#blocked = null;
+    // -1 is EINTR (a signal hit the worker thread): simply wait again.
+    if (count > 0) this.#dispatch(this.#blockView, count);
+    this.#closeIfUnused();
+    this.#schedule();
+  }
+
+  #dispatch(view: DataView, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const offset = i * EPOLL_EVENT_SIZE;
+      const events = view.getUint32(offset, true);
+      const token = view.getUint32(offset + EPOLL_DATA_OFFSET, true);
+      if (token === WAKE_TOKEN) {
+        libc().read(this.#wakefd, this.#counter, 8n);
+        continue;
+      }
+      const registration = this.#sockets.get(token);
+      if (!registration) continue;
+      if (events & READ_EVENTS) this.#wakeAll(registration.readers);
+      if (events & WRITE_EVENTS) this.#wakeAll(registration.writers);
+    }
+  }
+
+  #closeIfUnused(): void {
+    if (this.#sockets.size > 0 || this.#blocked || this.#epfd < 0) return;
+    const c = libc();
+    c.close(this.#wakefd);
+    c.close(this.#epfd);
+    this.#wakefd = -1;
+    this.#epfd = -1;
+  }
+}
+
+/** The process-wide poller. */
+export const poller = new Poller();

@@ -1,0 +1,205 @@
+/**
+ * Unix domain socket calls over libc, shared by the listener, the client and connections: socket
+ * creation and options, addresses, message receive with end-of-stream detection, and `lstat`.
+ *
+ * @module
+ */
+import {
+  AF_UNIX,
+  EAGAIN,
+  errno,
+  libc,
+  MSG_CMSG_CLOEXEC,
+  MSG_NOSIGNAL,
+  MSG_TRUNC,
+  SCM_CREDENTIALS,
+  SO_PASSCRED,
+  SO_PEERCRED,
+  SO_RCVBUF,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_SEQPACKET,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  STAT,
+} from "../../ffi/libc.ts";
+import { errnoError, pipeError } from "../errors.ts";
+import type { PipeMode } from "../types.ts";
+
+/** `sun_path` holds 108 bytes including the terminating NUL. */
+export const MAX_PATH_BYTES = 107;
+/** Default largest message, like the Windows backend. */
+export const DEFAULT_MAX_MESSAGE = 1024 * 1024;
+/** Room the kernel keeps in `SO_SNDBUF` beside a datagram's payload. */
+const SNDBUF_SLACK = 4096;
+
+/** `struct sockaddr_un` for `path`, and its length for `bind`/`connect`. */
+export function socketAddress(path: string, action: string): [Uint8Array<ArrayBuffer>, number] {
+  const bytes = new TextEncoder().encode(path);
+  if (bytes.length > MAX_PATH_BYTES) {
+    throw pipeError(
+      TypeError,
+      action,
+      path,
+      `socket path too long (${bytes.length} > ${MAX_PATH_BYTES} bytes)`,
+    );
+  }
+  const address = new Uint8Array(110);
+  new DataView(address.buffer).setUint16(0, AF_UNIX, true);
+  address.set(bytes, 2);
+  return [address, 2 + bytes.length + 1];
+}
+
+/** A new non-blocking, close-on-exec Unix socket of the pipe's mode. */
+export function openSocket(mode: PipeMode, action: string, path: string): number {
+  const type = mode === "message" ? SOCK_SEQPACKET : SOCK_STREAM;
+  const fd = libc().socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw errnoError(errno(), action, path);
+  return fd;
+}
+
+/** Close a descriptor, ignoring the result: used on error paths and in `close()`. */
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+const intBuffer = new Uint8Array(4);
+const intView = new DataView(intBuffer.buffer);
+const lengthBuffer = new Uint8Array(4);
+const lengthView = new DataView(lengthBuffer.buffer);
+
+function setInt(fd: number, name: number, value: number): number {
+  intView.setInt32(0, value, true);
+  return libc().setsockopt(fd, SOL_SOCKET, name, intBuffer, 4) < 0 ? errno() : 0;
+}
+
+function getInt(fd: number, name: number): number {
+  lengthView.setUint32(0, 4, true);
+  return libc().getsockopt(fd, SOL_SOCKET, name, intBuffer, lengthBuffer) < 0
+    ? -1
+    : intView.getInt32(0, true);
+}
+
+/**
+ * Prepare a socket for a connection: credentials on every message (message mode: tells an empty
+ * message from end of stream), and a send buffer that fits the largest message.
+ * A `SOCK_SEQPACKET` message must fit the sender's `SO_SNDBUF` whole (`EMSGSIZE` otherwise); the
+ * kernel caps the value at `net.core.wmem_max` unless the process may use `SO_SNDBUFFORCE`.
+ */
+export function configureSocket(
+  fd: number,
+  mode: PipeMode,
+  maxMessageSize: number,
+  bufferSize: number | undefined,
+  path: string,
+  action: string,
+): void {
+  if (mode === "message") {
+    const code = setInt(fd, SO_PASSCRED, 1);
+    if (code) throw errnoError(code, action, path);
+    const wanted = Math.max(bufferSize ?? 0, maxMessageSize + SNDBUF_SLACK);
+    // The kernel doubles the value it is given and keeps half for bookkeeping.
+    if (getInt(fd, SO_SNDBUF) < wanted + SNDBUF_SLACK) {
+      setInt(fd, SO_SNDBUF, wanted);
+      if (getInt(fd, SO_SNDBUF) < wanted) setInt(fd, SO_SNDBUFFORCE, wanted);
+    }
+  } else if (bufferSize !== undefined) {
+    // A hint only: the kernel enforces its own minimum and maximum.
+    setInt(fd, SO_SNDBUF, bufferSize);
+    setInt(fd, SO_RCVBUF, bufferSize);
+  }
+}
+
+const credentials = new Uint8Array(12);
+const credentialsView = new DataView(credentials.buffer);
+const credentialsLength = new Uint8Array(4);
+
+/** Process id of the peer (`SO_PEERCRED`), 0 if unknown. */
+export function peerPid(fd: number): number {
+  new DataView(credentialsLength.buffer).setUint32(0, 12, true);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, credentials, credentialsLength) < 0) return 0;
+  return credentialsView.getInt32(0, true);
+}
+
+/** What {@linkcode receiveMessage} found. */
+export type Received =
+  | { kind: "message"; data: Uint8Array<ArrayBuffer> }
+  | { kind: "end" }
+  | { kind: "again" }
+  | { kind: "too large"; size: number }
+  | { kind: "error"; errno: number };
+
+// One receive buffer for the whole process: receives are synchronous calls on the JS thread.
+// Buffers whose address is stored in another buffer get their own ArrayBuffer: V8 keeps small
+// typed arrays inside its heap, where the garbage collector may move them.
+let scratch = new Uint8Array(0);
+const header = new Uint8Array(new ArrayBuffer(56)); // struct msghdr
+const headerView = new DataView(header.buffer);
+const vector = new Uint8Array(new ArrayBuffer(16)); // struct iovec
+const vectorView = new DataView(vector.buffer);
+const control = new Uint8Array(new ArrayBuffer(64)); // room for one SCM_CREDENTIALS, nothing more
+const controlView = new DataView(control.buffer);
+
+function address(buffer: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+function growScratch(size: number): void {
+  scratch = new Uint8Array(new ArrayBuffer(size));
+  vectorView.setBigUint64(0, address(scratch), true); // iov_base
+  headerView.setBigUint64(0, 0n, true); // msg_name
+  headerView.setBigUint64(16, address(vector), true); // msg_iov
+  headerView.setBigUint64(24, 1n, true); // msg_iovlen
+  headerView.setBigUint64(32, address(control), true); // msg_control
+}
+
+/**
+ * Receive one whole `SOCK_SEQPACKET` message of at most `maxSize` bytes.
+ *
+ * `recv` returns 0 both for an empty message and at end of stream. With `SO_PASSCRED` on, every
+ * real message carries `SCM_CREDENTIALS` and end of stream carries nothing, which tells them apart.
+ * `MSG_TRUNC` makes the call return the real length, so an oversized message is seen (and lost).
+ * The control buffer has room for credentials only: descriptors a hostile peer passes with
+ * `SCM_RIGHTS` do not fit, and the kernel closes them instead of installing them here.
+ */
+export function receiveMessage(fd: number, maxSize: number): Received {
+  if (scratch.length < Math.max(maxSize, 1)) growScratch(Math.max(maxSize, 1));
+  vectorView.setBigUint64(8, BigInt(maxSize), true); // iov_len
+  headerView.setBigUint64(40, BigInt(control.length), true); // msg_controllen
+  headerView.setInt32(48, 0, true); // msg_flags
+  const n = Number(libc().recvmsg(fd, header, MSG_TRUNC | MSG_CMSG_CLOEXEC));
+  if (n < 0) {
+    const code = errno();
+    return code === EAGAIN ? { kind: "again" } : { kind: "error", errno: code };
+  }
+  if (n > maxSize) return { kind: "too large", size: n };
+  if (n === 0) {
+    const controlLength = Number(headerView.getBigUint64(40, true));
+    const hasCredentials = controlLength >= 16 && controlView.getInt32(8, true) === SOL_SOCKET &&
+      controlView.getInt32(12, true) === SCM_CREDENTIALS;
+    return hasCredentials ? { kind: "message", data: new Uint8Array(0) } : { kind: "end" };
+  }
+  return { kind: "message", data: scratch.slice(0, n) };
+}
+
+/** `recv` into `buffer`: bytes read, 0 at end of stream, or `-errno`. */
+export function receiveBytes(fd: number, buffer: Uint8Array): number {
+  const n = Number(libc().recv(fd, buffer, BigInt(buffer.length), 0));
+  return n < 0 ? -errno() : n;
+}
+
+/** `send` without `SIGPIPE`: bytes sent or `-errno`. */
+export function sendBytes(fd: number, data: Uint8Array): number {
+  const n = Number(libc().send(fd, data, BigInt(data.length), MSG_NOSIGNAL));
+  return n < 0 ? -errno() : n;
+}
+
+/** `lstat`: the inode and mode of `path`, or the errno. */
+export function statPath(path: Uint8Array<ArrayBuffer>): { ino: bigint; mode: number } | number {
+  const buffer = new Uint8Array(STAT.size);
+  if (libc().lstat(path, buffer) < 0) return errno();
+  const view = new DataView(buffer.buffer);
+  return { ino: view.getBigUint64(STAT.ino, true), mode: view.getUint32(STAT.mode, true) };
+}

@@ -1,0 +1,85 @@
+/**
+ * The client side of a named pipe on Windows: `CreateFileW` with `FILE_FLAG_OVERLAPPED` and
+ * `SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION` (a server can identify us but not act as us).
+ *
+ * A missing pipe (`ERROR_FILE_NOT_FOUND`) or one whose instances are all busy (`ERROR_PIPE_BUSY`) is
+ * retried with a backoff from 1 to 50 ms on timers until the deadline, so the JS thread never blocks
+ * (`WaitNamedPipeW` would block it, and rejects `\\?\pipe\` names, libuv#3914).
+ *
+ * @module
+ */
+import {
+  ERROR_FILE_NOT_FOUND,
+  ERROR_PIPE_BUSY,
+  FILE_FLAG_OVERLAPPED,
+  GENERIC_READ,
+  GENERIC_WRITE,
+  kernel32,
+  OPEN_EXISTING,
+  PIPE_READMODE_MESSAGE,
+  SECURITY_IDENTIFICATION,
+  SECURITY_SQOS_PRESENT,
+} from "../../ffi/kernel32.ts";
+import { wide } from "../../ffi/win32_strings.ts";
+import { pipeError, win32Error } from "../errors.ts";
+import type { ConnectOptions, PipeConn } from "../types.ts";
+import { associate } from "./completion_port.ts";
+import { PipeConnection } from "./connection.ts";
+import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "./listener.ts";
+import { pipePath } from "./path.ts";
+
+const DEFAULT_TIMEOUT = 2000;
+const ACCESS = (GENERIC_READ | GENERIC_WRITE) >>> 0;
+const FLAGS = (FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION) >>> 0;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Connect to `\\SERVER\pipe\NAME`.
+ * @throws {Deno.errors.NotFound} when no server appeared before the timeout (ERROR_FILE_NOT_FOUND)
+ * @throws {Deno.errors.TimedOut} when every instance stayed busy (ERROR_PIPE_BUSY)
+ */
+export async function connect(options: ConnectOptions): Promise<PipeConn> {
+  const path = pipePath(options.name, options.server ?? ".");
+  const mode = options.mode ?? "message";
+  if (mode !== "message" && mode !== "byte") {
+    throw pipeError(TypeError, "connect to", path, `unknown mode "${mode}" (expected "message" or "byte")`);
+  }
+  const timeout = options.timeout ?? DEFAULT_TIMEOUT;
+  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  const name = wide(path);
+  const deadline = Date.now() + timeout;
+  const k = kernel32();
+  let delay = 1;
+  let handle: Handle;
+  while (true) {
+    const h = k.CreateFileW(name, ACCESS, 0, null, OPEN_EXISTING, FLAGS, 0n);
+    if (isValid(h)) {
+      handle = adopt(h);
+      break;
+    }
+    const error = k.GetLastError();
+    if (error !== ERROR_FILE_NOT_FOUND && error !== ERROR_PIPE_BUSY) {
+      throw win32Error(error, "connect to", path);
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) throw win32Error(error, "connect to", path);
+    await sleep(Math.min(delay, left));
+    delay = Math.min(delay * 2, 50);
+  }
+  try {
+    if (mode === "message") {
+      // The server end is PIPE_READMODE_MESSAGE; the client end starts in byte read mode.
+      if (!k.SetNamedPipeHandleState(handle, new Uint32Array([PIPE_READMODE_MESSAGE]), null, null)) {
+        throw win32Error(k.GetLastError(), "set message mode on", path);
+      }
+    }
+  } catch (error) {
+    closeHandle(handle);
+    throw error;
+  }
+  associate(handle, path); // closes the handle itself if it fails
+  return new PipeConnection(handle, path, mode, "client", maxMessageSize);
+}

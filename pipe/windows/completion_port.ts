@@ -1,0 +1,276 @@
+/**
+ * The one I/O completion port of the Windows engine and the overlapped operations issued on it.
+ *
+ * How an operation runs:
+ * 1. {@linkcode submit} issues `ReadFile`/`WriteFile`/`ConnectNamedPipe` on the JS thread with an
+ *    OVERLAPPED and reads `GetLastError` right after, on the thread that failed.
+ * 2. Every handle is associated with the port with `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`, so an
+ *    operation that finishes at once posts no packet: it completes inline, with no thread hop.
+ * 3. `ERROR_IO_PENDING`: the OVERLAPPED (and any buffer) stays in `#pending`, keyed by its address,
+ *    until its packet is dequeued — also after `CancelIoEx`. The packet's status is the NTSTATUS in
+ *    `OVERLAPPED.Internal`, mapped by `RtlNtStatusToDosError`; `GetLastError` is never read after
+ *    the nonblocking wait (it would be the JS thread's value, not the pool thread's).
+ * 4. Packets are taken in batches: first with a zero-timeout `GetQueuedCompletionStatusEx` on the JS
+ *    thread, and only when nothing is ready with ONE `nonblocking` call on Deno's pool. The wait runs
+ *    only while something is pending, so an idle program exits.
+ *
+ * Immediate `ERROR_MORE_DATA` (a message longer than the read buffer already in the pipe): its status
+ * is STATUS_BUFFER_OVERFLOW, a warning, not an error. The skip mode skips the packet for any
+ * synchronous completion with a non-error status (WDK `FILE_OBJECT.Flags` FO_SKIP_COMPLETION_PORT:
+ * "completed synchronously with a non-error status"; Wine `server/async.c` `async_set_result` queues
+ * a packet only when `async->pending || !(comp_flags & FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)`; libuv
+ * completes WSAEMSGSIZE inline for the same reason). Verified under Wine 8: after an immediate
+ * ERROR_MORE_DATA a zero-timeout dequeue finds no packet, while a read that went pending and then met
+ * a longer message gets its packet with STATUS_BUFFER_OVERFLOW. So an immediate ERROR_MORE_DATA is
+ * completed inline exactly once, and a pending one exactly once by its packet.
+ *
+ * @module
+ */
+import {
+  ERROR_IO_PENDING,
+  ERROR_MORE_DATA,
+  FILE_SKIP_COMPLETION_PORT_ON_SUCCESS,
+  INFINITE,
+  kernel32,
+  ntdll,
+} from "../../ffi/kernel32.ts";
+import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
+import { win32Error } from "../errors.ts";
+
+/** How an overlapped operation ended: a Win32 error (0 = success) and the bytes transferred. */
+export interface Completion {
+  error: number;
+  bytes: number;
+}
+
+/** `sizeof(OVERLAPPED)` and `sizeof(OVERLAPPED_ENTRY)` on x64. */
+const OVERLAPPED_SIZE = 32;
+const ENTRY_SIZE = 32;
+/** Packets taken per dequeue. */
+const BATCH = 64;
+/** Slots carved from one ArrayBuffer: off the V8 heap, so their addresses never move. */
+const SLAB = 64;
+
+/** One reusable OVERLAPPED with its address. */
+class Slot {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly address: number;
+  constructor(buffer: ArrayBuffer, offset: number) {
+    this.bytes = new Uint8Array(buffer, offset, OVERLAPPED_SIZE);
+    this.view = new DataView(buffer, offset, OVERLAPPED_SIZE);
+    this.address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.bytes)));
+  }
+}
+
+interface Pending {
+  slot: Slot;
+  handle: Handle;
+  /** The buffer the kernel writes into or reads from: kept alive until the packet. */
+  keep: unknown;
+  resolve(completion: Completion): void;
+}
+
+const free: Slot[] = [];
+
+function takeSlot(): Slot {
+  let slot = free.pop();
+  if (!slot) {
+    const slab = new ArrayBuffer(OVERLAPPED_SIZE * SLAB);
+    for (let i = 1; i < SLAB; i++) free.push(new Slot(slab, i * OVERLAPPED_SIZE));
+    slot = new Slot(slab, 0);
+  }
+  slot.bytes.fill(0);
+  return slot;
+}
+
+let portHandle: Handle | undefined;
+/** Handles associated with the port and not yet closed: the port lives while any does. */
+let associated = 0;
+const pending = new Map<number, Pending>();
+/** Per handle: operations pending and who waits for them to drain. */
+const perHandle = new Map<Handle, { count: number; drained: (() => void)[] }>();
+let running = false;
+
+const syncEntries = new Uint8Array(new ArrayBuffer(ENTRY_SIZE * BATCH));
+const syncView = new DataView(syncEntries.buffer);
+const syncRemoved = new Uint32Array(new ArrayBuffer(8));
+// The blocking wait writes these from a pool thread: separate from the JS thread's, never reused
+// while that call runs.
+const asyncEntries = new Uint8Array(new ArrayBuffer(ENTRY_SIZE * BATCH));
+const asyncView = new DataView(asyncEntries.buffer);
+const asyncRemoved = new Uint32Array(new ArrayBuffer(8));
+
+function port(): Handle {
+  if (portHandle === undefined) {
+    const h = kernel32().CreateIoCompletionPort(
+      0xffff_ffff_ffff_ffffn, // INVALID_HANDLE_VALUE: a new port
+      0n,
+      0n,
+      1, // one thread consumes it: ours
+    );
+    if (!isValid(h)) throw win32Error(kernel32().GetLastError(), "create", "I/O completion port");
+    portHandle = adopt(h);
+  }
+  return portHandle;
+}
+
+/**
+ * Attach a freshly opened overlapped handle to the port, with synchronous successes completing
+ * inline. Pair with {@linkcode closeAssociated}.
+ * @throws the Win32 error as a typed error; the caller still owns and closes `handle`
+ */
+export function associate(handle: Handle, name: string): void {
+  const k = kernel32();
+  const p = port();
+  if (!isValid(k.CreateIoCompletionPort(handle, p, 0n, 0))) {
+    const error = k.GetLastError();
+    maybeClosePort();
+    throw win32Error(error, "watch", name);
+  }
+  associated++;
+  if (!k.SetFileCompletionNotificationModes(handle, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)) {
+    // Without the mode every operation also posts a packet; completing inline too would complete
+    // twice. Refuse the handle rather than run in a mode this engine does not handle.
+    const error = k.GetLastError();
+    closeAssociated(handle);
+    throw win32Error(error, "set completion mode of", name);
+  }
+}
+
+/** `CloseHandle` for a handle given to {@linkcode associate}; nothing may be pending on it. */
+export function closeAssociated(handle: Handle): void {
+  closeHandle(handle);
+  associated--;
+  maybeClosePort();
+}
+
+function maybeClosePort() {
+  if (associated === 0 && !running && pending.size === 0 && portHandle !== undefined) {
+    closeHandle(portHandle);
+    portHandle = undefined;
+  }
+}
+
+/**
+ * Issue one overlapped operation. `issue` makes the Win32 call with the OVERLAPPED it is given and
+ * returns its BOOL. Returns the completion at once when the call finished inline, or a promise of it
+ * when the call is pending; `keep` (the data buffer) stays referenced until then.
+ */
+export function submit(
+  handle: Handle,
+  issue: (overlapped: Uint8Array) => number,
+  keep?: unknown,
+): Completion | Promise<Completion> {
+  const k = kernel32();
+  const slot = takeSlot();
+  const ok = issue(slot.bytes);
+  if (ok) {
+    const bytes = Number(slot.view.getBigUint64(8, true)); // InternalHigh
+    free.push(slot);
+    return { error: 0, bytes };
+  }
+  const error = k.GetLastError();
+  if (error !== ERROR_IO_PENDING) {
+    // A synchronous failure, ERROR_PIPE_CONNECTED or an immediate ERROR_MORE_DATA: no packet follows
+    // (see the module doc), so the slot is free again now.
+    const bytes = error === ERROR_MORE_DATA ? Number(slot.view.getBigUint64(8, true)) : 0;
+    free.push(slot);
+    return { error, bytes };
+  }
+  return new Promise<Completion>((resolve) => {
+    pending.set(slot.address, { slot, handle, keep, resolve });
+    const entry = perHandle.get(handle);
+    if (entry) entry.count++;
+    else perHandle.set(handle, { count: 1, drained: [] });
+    if (!running) run();
+  });
+}
+
+/**
+ * `CancelIoEx(handle, NULL)`: every pending operation on `handle` completes with
+ * `ERROR_OPERATION_ABORTED` (or its real result, if it won the race). `ERROR_NOT_FOUND` (nothing
+ * left to cancel) is benign.
+ */
+export function cancel(handle: Handle): void {
+  if (perHandle.has(handle)) kernel32().CancelIoEx(handle, null);
+}
+
+/** Resolves once no operation on `handle` is pending (its packets all dequeued). */
+export function drained(handle: Handle): Promise<void> {
+  const entry = perHandle.get(handle);
+  if (!entry) return Promise.resolve();
+  return new Promise((resolve) => entry.drained.push(resolve));
+}
+
+/** Operations whose packet has not been dequeued yet (for tests and shutdown). */
+export function pendingCount(): number {
+  return pending.size;
+}
+
+function dispatch(view: DataView, count: number) {
+  const rtl = ntdll().RtlNtStatusToDosError;
+  for (let i = 0; i < count; i++) {
+    const at = i * ENTRY_SIZE;
+    const address = Number(view.getBigUint64(at + 8, true)); // lpOverlapped
+    const op = pending.get(address);
+    if (!op) continue; // a wake-up post (NULL OVERLAPPED); nothing else is ever posted
+    pending.delete(address);
+    const status = op.slot.view.getUint32(0, true); // OVERLAPPED.Internal: the NTSTATUS
+    const bytes = view.getUint32(at + 24, true); // dwNumberOfBytesTransferred
+    const error = status === 0 ? 0 : rtl(status);
+    free.push(op.slot);
+    const entry = perHandle.get(op.handle)!;
+    if (--entry.count === 0) {
+      perHandle.delete(op.handle);
+      for (const wake of entry.drained) wake();
+    }
+    op.resolve({ error, bytes });
+  }
+}
+
+/** Let the continuations of just-completed operations run (and issue their next I/O). */
+async function settle() {
+  for (let i = 0; i < 8; i++) await null;
+}
+
+async function run() {
+  running = true;
+  const k = kernel32();
+  try {
+    while (pending.size > 0) {
+      const p = portHandle!;
+      if (k.GetQueuedCompletionStatusEx(p, syncEntries, BATCH, syncRemoved, 0, 0)) {
+        dispatch(syncView, syncRemoved[0]);
+        await settle();
+        continue;
+      }
+      const ok = await k.GetQueuedCompletionStatusExBlocking(
+        p,
+        asyncEntries,
+        BATCH,
+        asyncRemoved,
+        INFINITE,
+        0,
+      );
+      if (ok) {
+        dispatch(asyncView, asyncRemoved[0]);
+        await settle();
+      } else {
+        // With INFINITE this only fails when the port itself is broken; keep the OVERLAPPEDs (the
+        // kernel may still own them) but fail the operations rather than hang.
+        for (const [address, op] of pending) {
+          pending.delete(address);
+          op.resolve({ error: 6, bytes: 0 });
+        }
+        for (const [handle, entry] of perHandle) {
+          perHandle.delete(handle);
+          for (const wake of entry.drained) wake();
+        }
+      }
+    }
+  } finally {
+    running = false;
+    maybeClosePort();
+  }
+}

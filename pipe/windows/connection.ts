@@ -1,0 +1,245 @@
+/**
+ * One connected pipe end (a server's accepted client or a client's connection): whole-message reads
+ * over overlapped `ReadFile`, writes over overlapped `WriteFile`, and the seed's close.
+ *
+ * Zero-length messages: in message mode a zero-byte write is a real message and a read of it
+ * completes with 0 bytes and success, so `readMessage()` resolves to an empty array; end of stream is
+ * `ERROR_BROKEN_PIPE` / `ERROR_PIPE_NOT_CONNECTED` and resolves to `null`. The two never mix.
+ *
+ * @module
+ */
+import {
+  ERROR_BROKEN_PIPE,
+  ERROR_MORE_DATA,
+  ERROR_NO_DATA,
+  ERROR_OPERATION_ABORTED,
+  ERROR_PIPE_NOT_CONNECTED,
+  FILE_PIPE_LOCAL_INFORMATION,
+  kernel32,
+  ntdll,
+} from "../../ffi/kernel32.ts";
+import { closedError, pipeError, win32Error } from "../errors.ts";
+import type { PipeConn, PipeMode } from "../types.ts";
+import { cancel, closeAssociated, type Completion, drained, submit } from "./completion_port.ts";
+import type { Handle } from "./handles.ts";
+
+/** Read buffer: 64 KiB (tokio, libuv), so a small message never arrives in pieces. */
+const READ_SIZE = 64 * 1024;
+/** Writes at most this small are copied: V8 may keep tiny typed arrays on its moving heap. */
+const COPY_BELOW = 256;
+const EMPTY = new Uint8Array(new ArrayBuffer(1)).subarray(0, 0);
+
+/** Which end of the pipe this is: the server end may `DisconnectNamedPipe`. */
+export type Side = "server" | "client";
+
+function endOfStream(error: number): boolean {
+  return error === ERROR_BROKEN_PIPE || error === ERROR_PIPE_NOT_CONNECTED || error === ERROR_NO_DATA;
+}
+
+/** Resolve a completion that may be inline or pending. */
+function settle(c: Completion | Promise<Completion>): Promise<Completion> {
+  return c instanceof Promise ? c : Promise.resolve(c);
+}
+
+/** A connected pipe end over kernel32. */
+export class PipeConnection implements PipeConn {
+  readonly path: string;
+  readonly mode: PipeMode;
+  readonly peerPid: number;
+  #handle: Handle;
+  #side: Side;
+  #maxMessageSize: number;
+  #onClose?: () => void;
+  #buffer?: Uint8Array;
+  #reading: Promise<unknown> = Promise.resolve();
+  #wrote = false;
+  #closing?: Promise<void>;
+
+  constructor(
+    handle: Handle,
+    path: string,
+    mode: PipeMode,
+    side: Side,
+    maxMessageSize: number,
+    onClose?: () => void,
+  ) {
+    this.#handle = handle;
+    this.path = path;
+    this.mode = mode;
+    this.#side = side;
+    this.#maxMessageSize = maxMessageSize;
+    this.#onClose = onClose;
+    const pid = new Uint32Array(1);
+    const k = kernel32();
+    const ok = side === "server"
+      ? k.GetNamedPipeClientProcessId(handle, pid)
+      : k.GetNamedPipeServerProcessId(handle, pid);
+    this.peerPid = ok ? pid[0] : 0;
+  }
+
+  /** Reads are serialized: one OVERLAPPED read per connection, and the read buffer is reused. */
+  #serial<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.#reading.then(task, task);
+    this.#reading = next.catch(() => {});
+    return next;
+  }
+
+  #readBuffer(): Uint8Array {
+    return this.#buffer ??= new Uint8Array(new ArrayBuffer(READ_SIZE));
+  }
+
+  /** One `ReadFile` of up to `size` bytes into `buffer` at `offset`. */
+  #readInto(buffer: Uint8Array, offset: number, size: number): Promise<Completion> {
+    const h = this.#handle;
+    const target = buffer.subarray(offset, offset + size);
+    return settle(submit(h, (ov) => kernel32().ReadFile(h, target, size, null, ov), buffer));
+  }
+
+  readMessage(): Promise<Uint8Array | null> {
+    return this.#serial(() => this.#readMessage());
+  }
+
+  async #readMessage(): Promise<Uint8Array | null> {
+    if (this.#closing) throw closedError("read from", this.path);
+    const buffer = this.#readBuffer();
+    let c = await this.#readInto(buffer, 0, READ_SIZE);
+    if (c.error === 0) {
+      return c.bytes > this.#maxMessageSize ? this.#tooLarge(c.bytes) : buffer.slice(0, c.bytes);
+    }
+    if (c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error);
+    // The message is longer than 64 KiB: size the rest with PeekNamedPipe and read it straight into
+    // one array of the exact size.
+    let whole = new Uint8Array(0);
+    let have = 0;
+    const append = (chunk: Uint8Array) => {
+      if (have + chunk.length > whole.length) {
+        const grown = new Uint8Array(new ArrayBuffer(Math.max(have + chunk.length, whole.length * 2)));
+        grown.set(whole.subarray(0, have));
+        whole = grown;
+      }
+      whole.set(chunk, have);
+      have += chunk.length;
+    };
+    append(buffer.subarray(0, c.bytes));
+    while (c.error === ERROR_MORE_DATA) {
+      const left = this.#bytesLeftInMessage();
+      if (have + left > this.#maxMessageSize || have > this.#maxMessageSize) {
+        return this.#tooLarge(have + left);
+      }
+      if (left > 0 && whole.length < have + left) {
+        const grown = new Uint8Array(new ArrayBuffer(have + left));
+        grown.set(whole.subarray(0, have));
+        whole = grown;
+      }
+      if (left > 0) {
+        c = await this.#readInto(whole, have, whole.length - have);
+        if (c.error === 0 || c.error === ERROR_MORE_DATA) have += c.bytes;
+      } else {
+        c = await this.#readInto(buffer, 0, READ_SIZE);
+        if (c.error === 0 || c.error === ERROR_MORE_DATA) append(buffer.subarray(0, c.bytes));
+      }
+      if (have > this.#maxMessageSize) return this.#tooLarge(have);
+    }
+    if (c.error !== 0) return this.#failedRead(c.error);
+    return whole.length === have ? whole : whole.slice(0, have);
+  }
+
+  /** `PeekNamedPipe`'s lpBytesLeftThisMessage; 0 when unknown. */
+  #bytesLeftInMessage(): number {
+    const counts = new Uint32Array(3);
+    const ok = kernel32().PeekNamedPipe(
+      this.#handle,
+      null,
+      0,
+      counts.subarray(0, 1),
+      counts.subarray(1, 2),
+      counts.subarray(2, 3),
+    );
+    return ok ? counts[2] : 0;
+  }
+
+  async #tooLarge(size: number): Promise<never> {
+    await this.close();
+    throw pipeError(
+      RangeError,
+      "read from",
+      this.path,
+      `message of at least ${size} bytes exceeds maxMessageSize ${this.#maxMessageSize}; connection closed`,
+    );
+  }
+
+  #failedRead(error: number): null {
+    if (endOfStream(error)) return null;
+    if (error === ERROR_OPERATION_ABORTED && this.#closing) throw closedError("read from", this.path);
+    throw win32Error(error, "read from", this.path);
+  }
+
+  read(p: Uint8Array): Promise<number | null> {
+    return this.#serial(async () => {
+      if (this.#closing) throw closedError("read from", this.path);
+      if (p.length === 0) return 0;
+      const buffer = this.#readBuffer();
+      const c = await this.#readInto(buffer, 0, Math.min(p.length, READ_SIZE));
+      // In message mode ERROR_MORE_DATA just means the rest of this message comes next read.
+      if (c.error !== 0 && c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error);
+      p.set(buffer.subarray(0, c.bytes));
+      return c.bytes;
+    });
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    if (this.#closing) throw closedError("write to", this.path);
+    const h = this.#handle;
+    const data = p.length === 0 ? EMPTY : p.length <= COPY_BELOW ? p.slice() : p;
+    this.#wrote = true;
+    const c = await settle(submit(h, (ov) => kernel32().WriteFile(h, data, data.length, null, ov), data));
+    if (c.error !== 0) {
+      if (c.error === ERROR_OPERATION_ABORTED && this.#closing) throw closedError("write to", this.path);
+      throw win32Error(c.error, "write to", this.path);
+    }
+    return c.bytes;
+  }
+
+  async writeMessage(data: Uint8Array): Promise<void> {
+    let sent = await this.write(data);
+    // A byte-mode pipe may take part of a large write; a message-mode write is all or nothing.
+    while (sent < data.length) sent += await this.write(data.subarray(sent));
+  }
+
+  close(): Promise<void> {
+    return this.#closing ??= this.#close();
+  }
+
+  async #close() {
+    const h = this.#handle;
+    // Shutdown order: CancelIoEx, drain the aborted packets, then CloseHandle.
+    cancel(h);
+    await drained(h);
+    if (this.#side === "server" && !this.#peerMayHaveUnreadData()) {
+      kernel32().DisconnectNamedPipe(h);
+    }
+    // No FlushFileBuffers: it blocks until the peer has read everything, forever for a peer that never
+    // reads, and Deno's blocking pool is only 8 threads. DisconnectNamedPipe would discard unread data,
+    // so when data may be unread we skip it and only close the handle: the peer still reads what is
+    // buffered and then sees end of stream, which is what the seed's flush achieved, without blocking.
+    closeAssociated(h);
+    this.#onClose?.();
+  }
+
+  /**
+   * True unless `FilePipeLocalInformation` shows the outbound buffer empty (WriteQuotaAvailable ==
+   * OutboundQuota, libuv's check before flushing).
+   */
+  #peerMayHaveUnreadData(): boolean {
+    if (!this.#wrote) return false;
+    const iosb = new Uint8Array(16);
+    const info = new Uint32Array(10);
+    const status = ntdll().NtQueryInformationFile(this.#handle, iosb, info, 40, FILE_PIPE_LOCAL_INFORMATION);
+    // FILE_PIPE_LOCAL_INFORMATION: ... [6] OutboundQuota, [7] WriteQuotaAvailable ...
+    return status !== 0 || info[6] !== info[7];
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,334 @@
+/**
+ * The named-pipe server behind `listen()` on Windows: pipe instances created with
+ * `CreateNamedPipeW`, each waiting in an overlapped `ConnectNamedPipe` on the completion port.
+ *
+ * - `pendingInstances` (default 4, libuv's) instances are always listening, and the next one is
+ *   created before a connected one is handed off (tokio's accept loop), so clients arriving together
+ *   are neither refused nor told "file not found".
+ * - `ERROR_PIPE_CONNECTED` (the client came before `ConnectNamedPipe`) is a connection;
+ *   `ERROR_NO_DATA` (the client came and went) is `DisconnectNamedPipe` and re-arm (go-winio #70).
+ * - Secure defaults: `PIPE_REJECT_REMOTE_CLIENTS` on every mode combination (RUSTSEC-2023-0001),
+ *   `FILE_FLAG_FIRST_PIPE_INSTANCE` on the first instance plus a `WaitNamedPipeW(name, 1)` probe first
+ *   (Wine 8 does not enforce the flag), the current user's security descriptor, bInheritHandle FALSE.
+ * - `close()` cancels every pending connect, drains the aborted packets and closes every instance; a
+ *   client that connects during the close is simply closed too (go-winio #281, #357).
+ *
+ * @module
+ */
+import {
+  ERROR_ACCESS_DENIED,
+  ERROR_FILE_NOT_FOUND,
+  ERROR_NO_DATA,
+  ERROR_PIPE_BUSY,
+  ERROR_PIPE_CONNECTED,
+  FILE_FLAG_FIRST_PIPE_INSTANCE,
+  FILE_FLAG_OVERLAPPED,
+  kernel32,
+  PIPE_ACCESS_DUPLEX,
+  PIPE_READMODE_BYTE,
+  PIPE_READMODE_MESSAGE,
+  PIPE_REJECT_REMOTE_CLIENTS,
+  PIPE_TYPE_BYTE,
+  PIPE_TYPE_MESSAGE,
+  PIPE_UNLIMITED_INSTANCES,
+  PIPE_WAIT,
+} from "../../ffi/kernel32.ts";
+import { wide } from "../../ffi/win32_strings.ts";
+import { closedError, pipeError, win32Error } from "../errors.ts";
+import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
+import { associate, closeAssociated, type Completion, submit } from "./completion_port.ts";
+import { PipeConnection } from "./connection.ts";
+import { adopt, type Handle, isValid } from "./handles.ts";
+import { pipePath } from "./path.ts";
+import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
+
+/** Default pipe buffer size, like the seed. */
+export const DEFAULT_BUFFER_SIZE = 4096;
+/** Default largest message: 1 MiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024;
+const DEFAULT_PENDING_INSTANCES = 4;
+/** An instance that keeps reporting ERROR_NO_DATA at once is replaced rather than looped on. */
+const NO_DATA_RETRIES = 8;
+
+function integer(
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  what: string,
+  path: string,
+) {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw pipeError(
+      RangeError,
+      "listen on",
+      path,
+      `${what} must be an integer from ${min} to ${max}, not ${n}`,
+    );
+  }
+  return n;
+}
+
+/** A named-pipe server over kernel32. */
+export class PipeServer implements PipeListener {
+  readonly path: string;
+  readonly mode: PipeMode;
+  #wideName: Uint16Array;
+  #openMode: number;
+  #pipeMode: number;
+  #maxInstances: number;
+  #pendingInstances: number;
+  #bufferSize: number;
+  #maxMessageSize: number;
+  #security: SecurityAttributes;
+  #sddl?: string;
+  /** Instances waiting in ConnectNamedPipe. */
+  #listening = new Set<Handle>();
+  /** Instances alive: listening, or connected and not yet closed. */
+  #live = 0;
+  /** Connect completions still to be handled. */
+  #inflight = new Set<Promise<void>>();
+  #ready: PipeConn[] = [];
+  #waiters: { resolve(conn: PipeConn): void; reject(error: Error): void }[] = [];
+  #error?: Error;
+  #closing?: Promise<void>;
+
+  constructor(options: ListenOptions) {
+    const path = pipePath(options.name);
+    this.path = path;
+    const mode = options.mode ?? "message";
+    if (mode !== "message" && mode !== "byte") {
+      throw pipeError(TypeError, "listen on", path, `unknown mode "${mode}" (expected "message" or "byte")`);
+    }
+    this.mode = mode;
+    this.#maxInstances = integer(
+      options.maxInstances,
+      PIPE_UNLIMITED_INSTANCES,
+      1,
+      255,
+      "maxInstances",
+      path,
+    );
+    this.#pendingInstances = Math.min(
+      integer(options.pendingInstances, DEFAULT_PENDING_INSTANCES, 1, 255, "pendingInstances", path),
+      this.#maxInstances,
+    );
+    this.#bufferSize = integer(options.bufferSize, DEFAULT_BUFFER_SIZE, 0, 0x7fff_ffff, "bufferSize", path);
+    this.#maxMessageSize = integer(
+      options.maxMessageSize,
+      DEFAULT_MAX_MESSAGE_SIZE,
+      0,
+      0x7fff_ffff,
+      "maxMessageSize",
+      path,
+    );
+    const first = options.firstInstance ?? true;
+    // Reject remote clients unless explicitly allowed, whatever the mode: the flag is ORed in last,
+    // never computed from the mode (RUSTSEC-2023-0001 cleared it when a mode was set).
+    this.#pipeMode =
+      (mode === "message" ? PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE : PIPE_TYPE_BYTE | PIPE_READMODE_BYTE) |
+      PIPE_WAIT |
+      (options.rejectRemoteClients ?? true ? PIPE_REJECT_REMOTE_CLIENTS : 0);
+    this.#openMode =
+      (PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0)) >>> 0;
+    this.#wideName = wide(path);
+
+    if (first) this.#checkNameFree();
+    this.#security = securityAttributes(options.security ?? "user", path);
+    let handle: Handle;
+    try {
+      handle = this.#create(this.#openMode);
+    } catch (error) {
+      this.#security.free();
+      throw error;
+    }
+    try {
+      this.#sddl = readSddl(handle, path);
+    } catch {
+      // Read back again by describe(); a pipe whose descriptor cannot be read still serves.
+    }
+    this.#arm(handle);
+    this.#replenish();
+  }
+
+  /**
+   * `FILE_FLAG_FIRST_PIPE_INSTANCE` is the real guard on Windows; Wine 8 ignores it, so probe first:
+   * `WaitNamedPipeW` fails with ERROR_FILE_NOT_FOUND only when no instance of the name exists.
+   */
+  #checkNameFree() {
+    const k = kernel32();
+    const available = k.WaitNamedPipeW(this.#wideName, 1);
+    const error = available ? 0 : k.GetLastError();
+    if (error !== ERROR_FILE_NOT_FOUND) {
+      throw pipeError(Deno.errors.AddrInUse, "create named pipe", this.path, "name already in use", 183);
+    }
+  }
+
+  /** `CreateNamedPipeW` + association with the completion port; counts the instance. */
+  #create(openMode: number): Handle {
+    const k = kernel32();
+    const h = k.CreateNamedPipeW(
+      this.#wideName,
+      openMode,
+      this.#pipeMode,
+      this.#maxInstances,
+      this.#bufferSize,
+      this.#bufferSize,
+      0, // nDefaultTimeOut: 50 ms for WaitNamedPipe(NMPWAIT_USE_DEFAULT_WAIT); never wait forever
+      this.#security.buffer,
+    );
+    if (!isValid(h)) {
+      const error = k.GetLastError();
+      const taken = (openMode & FILE_FLAG_FIRST_PIPE_INSTANCE) &&
+        (error === ERROR_ACCESS_DENIED || error === ERROR_PIPE_BUSY);
+      if (taken) {
+        throw pipeError(Deno.errors.AddrInUse, "create named pipe", this.path, "name already in use", error);
+      }
+      throw win32Error(error, "create named pipe", this.path);
+    }
+    adopt(h);
+    associate(h, this.path); // closes h itself if it fails
+    this.#live++;
+    return h;
+  }
+
+  /** Keep `pendingInstances` instances listening, within `maxInstances`. */
+  #replenish() {
+    while (
+      !this.#closing && this.#listening.size < this.#pendingInstances && this.#live < this.#maxInstances
+    ) {
+      let handle: Handle;
+      try {
+        handle = this.#create(this.#openMode & ~FILE_FLAG_FIRST_PIPE_INSTANCE);
+      } catch (error) {
+        // ERROR_PIPE_BUSY: another process holds instances of the name; try again on the next close.
+        if (this.#listening.size === 0) this.#fail(error as Error);
+        return;
+      }
+      this.#arm(handle);
+    }
+  }
+
+  /** `ConnectNamedPipe` on an instance; the result is handled at once or when its packet comes. */
+  #arm(handle: Handle, retries = 0) {
+    this.#listening.add(handle);
+    const c = submit(handle, (ov) => kernel32().ConnectNamedPipe(handle, ov));
+    if (c instanceof Promise) {
+      const done: Promise<void> = c.then((r) => this.#connected(handle, r, 0)).finally(() =>
+        this.#inflight.delete(done)
+      );
+      this.#inflight.add(done);
+    } else {
+      this.#connected(handle, c, retries);
+    }
+  }
+
+  #connected(handle: Handle, c: Completion, retries: number) {
+    this.#listening.delete(handle);
+    if (this.#closing) {
+      // Cancelled, or a client won the race with close(): either way the instance goes.
+      this.#dispose(handle);
+      return;
+    }
+    if (c.error === 0 || c.error === ERROR_PIPE_CONNECTED) {
+      this.#replenish(); // the next instance exists before this one is handed off
+      this.#deliver(
+        new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
+          this.#live--;
+          this.#replenish();
+        }),
+      );
+      return;
+    }
+    if (Deno.env.get("NP_DEBUG")) console.error("connect completion", c.error, retries);
+    if (c.error === ERROR_NO_DATA && retries < NO_DATA_RETRIES) {
+      // The client came and went before we accepted it: free the instance and listen again.
+      kernel32().DisconnectNamedPipe(handle);
+      this.#arm(handle, retries + 1);
+      return;
+    }
+    this.#dispose(handle);
+    this.#replenish();
+    if (this.#listening.size === 0) this.#fail(win32Error(c.error, "accept on", this.path));
+  }
+
+  #dispose(handle: Handle) {
+    closeAssociated(handle);
+    this.#live--;
+  }
+
+  #deliver(conn: PipeConn) {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(conn);
+    else this.#ready.push(conn);
+  }
+
+  #fail(error: Error) {
+    this.#error = error;
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+  }
+
+  accept(): Promise<PipeConn> {
+    const conn = this.#ready.shift();
+    if (conn) return Promise.resolve(conn);
+    if (this.#closing) return Promise.reject(closedError("accept on", this.path));
+    if (this.#error && this.#listening.size === 0) {
+      this.#replenish();
+      if (this.#listening.size === 0) return Promise.reject(this.#error);
+    }
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+    while (true) {
+      let conn: PipeConn;
+      try {
+        conn = await this.accept();
+      } catch (error) {
+        if (this.#closing) return;
+        throw error;
+      }
+      yield conn;
+    }
+  }
+
+  describe(): PipeDescription {
+    const [handle] = this.#listening;
+    if (handle !== undefined) {
+      try {
+        this.#sddl = readSddl(handle, this.path);
+      } catch {
+        // keep the value read at creation
+      }
+    }
+    return {
+      path: this.path,
+      mode: this.mode,
+      sddl: this.#sddl,
+      openMode: this.#openMode,
+      pipeMode: this.#pipeMode,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.#closing ??= this.#close();
+  }
+
+  async #close() {
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(closedError("accept on", this.path));
+    // CancelIoEx every pending ConnectNamedPipe; #connected closes each instance once its packet
+    // (aborted, or a client that won the race) is dequeued.
+    for (const handle of this.#listening) kernel32().CancelIoEx(handle, null);
+    while (this.#inflight.size > 0) await Promise.all(this.#inflight);
+    // Instances still listening here had no pending operation (cannot happen; be safe).
+    for (const handle of this.#listening) this.#dispose(handle);
+    this.#listening.clear();
+    await Promise.all(this.#ready.splice(0).map((conn) => conn.close()));
+    this.#security.free();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

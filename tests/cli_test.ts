@@ -1,0 +1,406 @@
+/**
+ * The `namedpipe` command, run for real: `deno run -A main.ts ...` in a child process, natively and
+ * under Wine (where `Deno.execPath()` is Windows `deno.exe`). Every wait is bounded and every server
+ * is killed in a `finally`; every test uses its own pipe name.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { listen, pipePath } from "../mod.ts";
+import { run } from "../cli/program.ts";
+import { ExitCode } from "../cli/exit_codes.ts";
+import { defaultResponse, toHex } from "../pipe/hello.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+/** main.ts as a path for `deno run`: `/work/main/main.ts`, or `Z:/work/main/main.ts` on Windows. */
+const MAIN = decodeURIComponent(new URL("../main.ts", import.meta.url).pathname).replace(
+  /^\/([A-Za-z]:)/,
+  "$1",
+);
+/** Deno and Wine start slowly; nothing here should take this long unless it hangs. */
+const WAIT_MS = 30_000;
+const SEED_REQUEST = 'Receives 56 bytes; Message: "Default request from client"';
+const SEED_REPLY = 'Replies 58 bytes; Message: "Default response from server"';
+const WAITING = "Waiting for the client's connection...";
+
+let counter = 0;
+/** A pipe name no other test (or run) uses. */
+function uniqueName(): string {
+  return `np-cli-${Deno.pid}-${++counter}-${Math.floor(Math.random() * 1e6)}`;
+}
+
+/** Resolve after `ms`, or reject with `what` if `promise` has not settled by then. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A running `namedpipe` child, its stdout and stderr collected as they arrive. */
+class Cli implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  #exited = false;
+  #pumps: Promise<void>;
+  #stdin?: WritableStreamDefaultWriter<Uint8Array>;
+
+  constructor(args: string[], options: { stdin?: boolean; denoFlags?: string[] } = {}) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...(options.denoFlags ?? ["-A"]), MAIN, ...args],
+      stdin: options.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    if (options.stdin) this.#stdin = this.child.stdin.getWriter();
+    const pump = async (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") => {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) this[into] += text;
+    };
+    this.#pumps = Promise.all([pump(this.child.stdout, "stdout"), pump(this.child.stderr, "stderr")])
+      .then(() => {});
+    this.child.status.then(() => this.#exited = true);
+  }
+
+  /** Wait until `stream` contains `text`; fails early if the process exits first. */
+  async waitFor(text: string, stream: "stdout" | "stderr" = "stderr"): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    while (!this[stream].includes(text)) {
+      if (this.#exited) {
+        await this.#pumps;
+        if (this[stream].includes(text)) return;
+        throw new Error(`Exited before printing ${JSON.stringify(text)}:\n${this.stderr}`);
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`No ${JSON.stringify(text)} in ${WAIT_MS} ms:\n${this.stderr}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async write(text: string | Uint8Array): Promise<void> {
+    await this.#stdin!.write(typeof text === "string" ? new TextEncoder().encode(text) : text);
+  }
+
+  async closeStdin(): Promise<void> {
+    await this.#stdin?.close();
+    this.#stdin = undefined;
+  }
+
+  /** Wait for the exit code and all output. */
+  async finish(): Promise<{ code: number; stdout: string; stderr: string }> {
+    await this.closeStdin();
+    const { code } = await within(this.child.status, WAIT_MS, `namedpipe to exit:\n${this.stderr}`);
+    await within(this.#pumps, WAIT_MS, "output to end");
+    return { code, stdout: this.stdout, stderr: this.stderr };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#stdin?.abort().catch(() => {});
+    if (!this.#exited) {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* already gone */ }
+    }
+    await this.child.status;
+    await this.#pumps.catch(() => {});
+  }
+}
+
+/** Run the command to completion. */
+async function namedpipe(args: string[], stdin?: string) {
+  await using cli = new Cli(args, { stdin: stdin !== undefined });
+  if (stdin !== undefined) await cli.write(stdin);
+  return await cli.finish();
+}
+
+/** Start `serve` and wait until it is accepting clients. */
+async function startServer(args: string[]): Promise<Cli> {
+  const server = new Cli(["serve", ...args]);
+  try {
+    await server.waitFor(WAITING);
+  } catch (error) {
+    await server[Symbol.asyncDispose]();
+    throw error;
+  }
+  return server;
+}
+
+function assertNoStackTrace(stderr: string) {
+  assert.doesNotMatch(stderr, /^\s+at /m, "an expected failure must not print a stack trace");
+}
+
+Deno.test("serve --once and send reproduce the seed: its log lines, its reply, exit 0", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--once", "--name", name]);
+  const client = await namedpipe(["send", "--name", name]);
+  assert.equal(client.code, ExitCode.Ok, client.stderr);
+  assert.equal(client.stdout, "Default response from server\n");
+  assert.equal(client.stderr, "", "send is quiet on success");
+
+  const { code, stderr } = await server.finish();
+  assert.equal(code, ExitCode.Ok, stderr);
+  const lines = [`The named pipe, ${pipePath(name)}, is created.`, WAITING, SEED_REQUEST, SEED_REPLY];
+  let from = 0;
+  for (const line of lines) {
+    const at = stderr.indexOf(line, from);
+    assert.ok(at >= 0, `missing or out of order: ${line}\n${stderr}`);
+    from = at + line.length;
+  }
+  assert.match(stderr, /Served 1 client\(s\), 1 message\(s\), 56 bytes received, 58 bytes sent; uptime/);
+});
+
+Deno.test("serve --log-format json writes one JSON object a line with the seed's messages", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--once", "--name", name, "--log-format", "json"]);
+  assert.equal((await namedpipe(["send", "--name", name])).code, ExitCode.Ok);
+  const { code, stderr } = await server.finish();
+  assert.equal(code, ExitCode.Ok, stderr);
+  const records = stderr.trimEnd().split("\n").map((line) => JSON.parse(line));
+  for (const record of records) {
+    assert.equal(typeof record["@timestamp"], "string");
+    assert.ok(["DEBUG", "INFO", "WARN", "ERROR", "FATAL"].includes(record.level), record.level);
+    assert.match(record.logger, /^namedpipe/);
+  }
+  const messages = records.map((record) => record.message);
+  assert.ok(messages.includes(`The named pipe, ${pipePath(name)}, is created.`), messages.join("\n"));
+  assert.ok(messages.includes(SEED_REQUEST));
+  assert.ok(messages.includes(SEED_REPLY));
+  const request = records.find((record) => record.message === SEED_REQUEST);
+  assert.equal(request.properties.bytes, 56);
+  assert.equal(request.properties.client, 1);
+});
+
+Deno.test("send - sends each stdin line as it arrives and prints each reply", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--once", "--name", name, "--echo"]);
+  await using client = new Cli(["send", "--name", name, "--encoding", "utf8", "-"], { stdin: true });
+  // Interactive: the second line is written only after the first reply came back.
+  await client.write("one\n");
+  await client.waitFor("one\n", "stdout");
+  await client.write("two\r\n\nthree");
+  const { code, stdout, stderr } = await client.finish();
+  assert.equal(code, ExitCode.Ok, stderr);
+  assert.equal(stdout, "one\ntwo\n\nthree\n");
+  const served = await server.finish();
+  assert.match(served.stderr, /Served 1 client\(s\), 4 message\(s\)/);
+});
+
+Deno.test("send - in a pipe sends the seed's UTF-16LE and prints each reply", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--once", "--name", name]);
+  const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "-"], "a\nb\nc\n");
+  assert.equal(code, ExitCode.Ok, stderr);
+  assert.equal(stdout, "Default response from server\n".repeat(3));
+  const served = await server.finish();
+  assert.ok(served.stderr.includes('Receives 4 bytes; Message: "a"'), served.stderr);
+});
+
+Deno.test("serve answers many clients at once and keeps going; --count repeats on one connection", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--name", name, "--response", "Hi"]);
+  const clients = await Promise.all(
+    [1, 2, 3].map(() => namedpipe(["send", "--name", name, "--count", "4", "--encoding", "hex"])),
+  );
+  for (const { code, stdout, stderr } of clients) {
+    assert.equal(code, ExitCode.Ok, stderr);
+    assert.equal(stdout, "48 00 69 00 00 00\n".repeat(4)); // "Hi" + NUL in UTF-16LE
+  }
+  assert.equal((await namedpipe(["send", "--name", name])).stdout, "Hi\n");
+  assert.ok(server.stderr.includes('Replies 6 bytes; Message: "Hi"'), server.stderr);
+});
+
+Deno.test("serve logs odd-length, invalid and zero-length requests and still answers them", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--name", name]);
+  for (const hex of ["41", "00 d8 41 00", ""]) {
+    const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "--encoding", "hex", hex]);
+    assert.equal(code, ExitCode.Ok, stderr);
+    assert.equal(stdout, toHex(defaultResponse()) + "\n");
+  }
+  await server.waitFor("Receives 0 bytes");
+  assert.ok(server.stderr.includes("Receives 1 bytes; Message: <hex: 41>"), server.stderr);
+  assert.ok(server.stderr.includes("Receives 4 bytes; Message: <hex: 00 d8 41 00>"), server.stderr);
+  assert.ok(server.stderr.includes('Receives 0 bytes; Message: ""'), server.stderr);
+});
+
+Deno.test("send --encoding raw sends stdin's bytes and writes the reply's bytes", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--once", "--name", name, "--echo"]);
+  const { code, stdout, stderr } = await namedpipe(
+    ["send", "--name", name, "--encoding", "raw"],
+    "line 1\nline 2\n",
+  );
+  assert.equal(code, ExitCode.Ok, stderr);
+  assert.equal(stdout, "line 1\nline 2\n");
+  assert.equal((await server.finish()).code, ExitCode.Ok);
+});
+
+Deno.test("a client sending more than --max-message-size is dropped and send exits 6", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--name", name, "--max-message-size", "100"]);
+  const { code, stderr } = await namedpipe(["send", "--name", name, "--encoding", "utf8", "x".repeat(101)]);
+  assert.equal(code, ExitCode.ConnectionLost, stderr);
+  assertNoStackTrace(stderr);
+  await server.waitFor("Client dropped");
+  // The server goes on serving.
+  assert.equal((await namedpipe(["send", "--name", name])).stdout, "Default response from server\n");
+});
+
+Deno.test("send exits 6 when the server hangs up without replying", async () => {
+  const name = uniqueName();
+  await using listener = listen({ name });
+  const serverSide = (async () => {
+    const conn = await listener.accept();
+    await conn.readMessage();
+    await conn.close();
+  })();
+  const { code, stderr } = await namedpipe(["send", "--name", name]);
+  await within(serverSide, WAIT_MS, "the test server");
+  assert.equal(code, ExitCode.ConnectionLost, stderr);
+  assert.match(stderr, /the server closed the pipe/);
+  assertNoStackTrace(stderr);
+});
+
+Deno.test("send to a missing pipe times out with exit 3 and says which pipe", async () => {
+  const name = uniqueName();
+  const started = Date.now();
+  const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "--timeout", "300"]);
+  assert.equal(code, ExitCode.NotFound, stderr);
+  assert.equal(stdout, "");
+  assert.ok(stderr.includes(`Cannot connect to "${pipePath(name)}"`), stderr);
+  assert.match(stderr, /Is the server running\?/);
+  assertNoStackTrace(stderr);
+  assert.ok(Date.now() - started < WAIT_MS);
+});
+
+Deno.test("a second serve on a live name exits 5", async () => {
+  const name = uniqueName();
+  await using _server = await startServer(["--name", name]);
+  const { code, stderr } = await namedpipe(["serve", "--name", name]);
+  assert.equal(code, ExitCode.NameInUse, stderr);
+  assert.match(stderr, /already/);
+  assertNoStackTrace(stderr);
+});
+
+Deno.test("send without Deno's FFI permission exits 4 (access denied) with a hint", async () => {
+  const name = uniqueName();
+  await using cli = new Cli(["send", "--name", name, "--timeout", "100"], {
+    denoFlags: ["--allow-read", "--allow-env"],
+  });
+  const { code, stderr } = await cli.finish();
+  assert.equal(code, ExitCode.AccessDenied, stderr);
+  assert.match(stderr, /--allow-ffi/);
+  assert.match(stderr, /Deno refused a permission/);
+  assertNoStackTrace(stderr);
+});
+
+Deno.test("usage errors exit 2 with a message and no stack trace", async () => {
+  const cases: [string[], RegExp][] = [
+    [["serve", "--bogus"], /unknown option '--bogus'/],
+    [["serve", "--echo", "--response", "x"], /cannot be used with/],
+    [["serve", "--mode", "stream"], /Allowed choices are message, byte/],
+    [["serve", "--max-instances", "256"], /from 1 to 255/],
+    [["serve", "--allow-everyone", "--sddl", "D:P"], /cannot be used with/],
+    [["send", "--count", "0"], /from 1 to/],
+    [["send", "--encoding", "hex", "xyz"], /Invalid hex message "xyz"/],
+    [["send", "-", "more"], /"-" \(read stdin\) must be the only message/],
+    [["send", "--encoding", "raw", "text"], /give no message/],
+    [["frobnicate"], /unknown command 'frobnicate'/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => namedpipe(args)));
+  results.forEach(({ code, stderr }, i) => {
+    assert.equal(code, ExitCode.Usage, `${cases[i][0].join(" ")}: ${stderr}`);
+    assert.match(stderr, cases[i][1]);
+    assertNoStackTrace(stderr);
+  });
+});
+
+Deno.test("--help teaches by example and lists the exit codes; --version prints deno.json's", async () => {
+  for (const args of [["--help"], ["serve", "--help"], ["send", "--help"]]) {
+    const { code, stdout } = await namedpipe(args);
+    assert.equal(code, ExitCode.Ok);
+    assert.match(stdout, /Examples:/);
+    assert.match(stdout, /Exit codes:\n\s+0 {2}success/);
+    assert.match(stdout, /3 {2}pipe not found, or timed out/);
+  }
+  const { code, stdout } = await namedpipe(["--version"]);
+  assert.equal(code, ExitCode.Ok);
+  assert.equal(stdout.trim(), denoJson.version);
+});
+
+Deno.test("--allow-everyone is logged as a loud warning", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--once", "--name", name, "--allow-everyone"]);
+  assert.match(server.stderr, /WRN --allow-everyone: the pipe has a NULL DACL/);
+  assert.equal((await namedpipe(["send", "--name", name])).code, ExitCode.Ok);
+  assert.equal((await server.finish()).code, ExitCode.Ok);
+});
+
+Deno.test("--quiet logs nothing on success; --verbose logs each message of send", async () => {
+  const name = uniqueName();
+  // Quiet, the server prints no "Waiting" line: send's own wait for the pipe is the synchronisation.
+  await using server = new Cli(["serve", "--once", "--name", name, "--quiet"]);
+  const verbose = await namedpipe(["send", "--name", name, "--verbose", "--timeout", String(WAIT_MS)]);
+  assert.equal(verbose.code, ExitCode.Ok, verbose.stderr);
+  assert.match(verbose.stderr, /DBG Sends 56 bytes; Message: "Default request from client"/);
+  assert.match(verbose.stderr, /DBG Receives 58 bytes; Message: "Default response from server"/);
+  assert.deepEqual(await server.finish(), { code: ExitCode.Ok, stdout: "", stderr: "" });
+});
+
+Deno.test({
+  name: "serve stops on SIGTERM and SIGINT, closing idle clients, logging a summary, exit 0",
+  ignore: Deno.build.os === "windows", // Deno cannot send Ctrl+C to a child on Windows
+  async fn() {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      const name = uniqueName();
+      await using server = await startServer(["--name", name]);
+      // An idle client (it waits for stdin) must not hold the server up.
+      await using idle = new Cli(["send", "--name", name, "-"], { stdin: true });
+      await server.waitFor("Client is connected.");
+      server.child.kill(signal);
+      const { code, stderr } = await server.finish();
+      assert.equal(code, ExitCode.Ok, stderr);
+      assert.ok(stderr.includes(`Stopping on ${signal}...`), stderr);
+      assert.match(stderr, /Served 1 client\(s\), 0 message\(s\), 0 bytes received, 0 bytes sent; uptime/);
+      await idle.closeStdin();
+    }
+  },
+});
+
+Deno.test("an unexpected failure exits 1 and shows the stack trace", async () => {
+  const name = uniqueName();
+  await using listener = listen({ name });
+  const serverSide = (async () => {
+    await using conn = await listener.accept();
+    await conn.readMessage();
+    await conn.writeMessage(new Uint8Array([0x41, 0]));
+  })();
+  // Make printing the reply fail in a way no code path expects.
+  const stdout = Object.getOwnPropertyDescriptor(Deno.stdout, "write");
+  const stderrWrite = Deno.stderr.writeSync;
+  let logged = "";
+  Object.defineProperty(Deno.stdout, "write", {
+    value: () => Promise.reject(new Error("Simulated bug")),
+    configurable: true,
+  });
+  Deno.stderr.writeSync = (p: Uint8Array) => {
+    logged += new TextDecoder().decode(p);
+    return p.length;
+  };
+  try {
+    assert.equal(await run(["send", "--name", name]), ExitCode.Internal);
+  } finally {
+    if (stdout) Object.defineProperty(Deno.stdout, "write", stdout);
+    else delete (Deno.stdout as { write?: unknown }).write;
+    Deno.stderr.writeSync = stderrWrite;
+  }
+  await within(serverSide, WAIT_MS, "the test server");
+  assert.match(logged, /Internal error: Error: Simulated bug\n\s+at [\s\S]*cli\/send\.ts/);
+});

@@ -1,0 +1,145 @@
+/**
+ * Messages through the public API: the seed's round trip, large and reassembled messages, odd and
+ * zero lengths, the size limit, and byte mode. The same file runs on Windows (kernel32) and Linux.
+ */
+import assert from "node:assert/strict";
+import { connect } from "../mod.ts";
+import { pattern, serve, uniqueName, within } from "./_pipes.ts";
+
+/** UTF-16LE with a trailing NUL, as the seed's C# client and server send text. */
+function utf16z(text: string): Uint8Array {
+  const bytes = new Uint8Array((text.length + 1) * 2);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < text.length; i++) view.setUint16(i * 2, text.charCodeAt(i), true);
+  return bytes;
+}
+
+function fromUtf16z(bytes: Uint8Array): string {
+  let text = "";
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i + 1 < bytes.length; i += 2) text += String.fromCharCode(view.getUint16(i, true));
+  return text.replace(/\0+$/, "");
+}
+
+Deno.test("a client does the seed's round trip: a UTF-16LE request with a NUL, a 58-byte reply", async () => {
+  const response = utf16z("Default response from server");
+  await using server = serve({ name: uniqueName("seed") }, () => response);
+  await using client = await connect({ name: server.listener.path, mode: "message" });
+  await client.writeMessage(utf16z("Default request from client"));
+  const reply = await within(client.readMessage(), 5000, "the reply");
+  assert.ok(reply);
+  assert.equal(reply.length, 58);
+  assert.equal(fromUtf16z(reply), "Default response from server");
+});
+
+Deno.test("a message larger than the pipe buffer is read back whole, both ways", async () => {
+  await using server = serve({ name: uniqueName("larger"), bufferSize: 4096 });
+  await using client = await connect({ name: server.listener.path });
+  const message = pattern(100_000, 7);
+  const [, echoed] = await within(
+    Promise.all([client.writeMessage(message), client.readMessage()]),
+    10_000,
+    "the echo",
+  );
+  assert.deepEqual(echoed, message);
+});
+
+Deno.test("a 1 MiB message is reassembled into one message", async () => {
+  await using server = serve({ name: uniqueName("mib") });
+  await using client = await connect({ name: server.listener.path });
+  const message = pattern(1024 * 1024, 3);
+  const [, echoed] = await within(
+    Promise.all([client.writeMessage(message), client.readMessage()]),
+    20_000,
+    "the 1 MiB echo",
+  );
+  assert.ok(echoed);
+  assert.equal(echoed.length, message.length);
+  assert.deepEqual(echoed, message);
+});
+
+Deno.test("odd-length and zero-length messages arrive as sent, in order", async () => {
+  await using server = serve({ name: uniqueName("odd") });
+  await using client = await connect({ name: server.listener.path });
+  const messages = [pattern(1), pattern(0), pattern(3), new Uint8Array(0), pattern(65_537), pattern(4095)];
+  for (const message of messages) await client.writeMessage(message);
+  for (const message of messages) {
+    const echoed = await within(client.readMessage(), 5000, "an echo");
+    assert.ok(echoed, "a zero-length message is not end of stream");
+    assert.deepEqual(echoed, message);
+  }
+});
+
+Deno.test("a zero-length message is an empty array and end of stream is null", async () => {
+  await using server = serve({ name: uniqueName("zero") }, () => new Uint8Array(0));
+  const client = await connect({ name: server.listener.path });
+  await client.writeMessage(pattern(5));
+  assert.deepEqual(await within(client.readMessage(), 5000, "the empty reply"), new Uint8Array(0));
+  await client.close();
+  await server.stop();
+  assert.deepEqual(server.readErrors, []);
+});
+
+Deno.test("a message above maxMessageSize drops that client and the server goes on", async () => {
+  await using server = serve({ name: uniqueName("oversize"), maxMessageSize: 1000 });
+  await using greedy = await connect({ name: server.listener.path });
+  await greedy.writeMessage(pattern(1000)); // exactly the limit: accepted
+  assert.equal((await within(greedy.readMessage(), 5000, "the echo at the limit"))?.length, 1000);
+  await greedy.writeMessage(pattern(5000));
+  // The server closed that connection: end of stream, or a broken pipe.
+  const after = await within(greedy.readMessage().catch(() => null), 5000, "the drop");
+  assert.equal(after, null);
+  await within(
+    (async () => {
+      while (server.readErrors.length === 0) await new Promise((r) => setTimeout(r, 10));
+    })(),
+    5000,
+    "the server to report the oversized message",
+  );
+  assert.ok(server.readErrors[0] instanceof RangeError, String(server.readErrors[0]));
+
+  await using polite = await connect({ name: server.listener.path });
+  await polite.writeMessage(pattern(10));
+  assert.deepEqual(await within(polite.readMessage(), 5000, "the next client's echo"), pattern(10));
+});
+
+Deno.test("a client's readMessage enforces its own maxMessageSize", async () => {
+  await using server = serve({ name: uniqueName("clientmax") }, () => pattern(3000));
+  const client = await connect({ name: server.listener.path, maxMessageSize: 2000 });
+  await client.writeMessage(pattern(1));
+  await assert.rejects(within(client.readMessage(), 5000, "the oversized reply"), RangeError);
+  await client.close(); // already closed by the drop: idempotent
+});
+
+Deno.test("byte mode carries a stream through write and read", async () => {
+  await using server = serve({ name: uniqueName("bytes"), mode: "byte" });
+  await using client = await connect({ name: server.listener.path, mode: "byte" });
+  const sent = pattern(10_000, 11);
+  assert.equal(await client.write(sent.subarray(0, 4000)), 4000);
+  await client.writeMessage(sent.subarray(4000));
+  const received = new Uint8Array(sent.length);
+  let have = 0;
+  const chunk = new Uint8Array(3000);
+  while (have < sent.length) {
+    const n = await within(client.read(chunk), 5000, "stream bytes");
+    assert.ok(n !== null && n > 0);
+    received.set(chunk.subarray(0, n), have);
+    have += n;
+  }
+  assert.deepEqual(received, sent);
+});
+
+Deno.test("read() in message mode returns a long message in pieces", async () => {
+  await using server = serve({ name: uniqueName("pieces") });
+  await using client = await connect({ name: server.listener.path });
+  const message = pattern(2500, 5);
+  await client.writeMessage(message);
+  const got: number[] = [];
+  const small = new Uint8Array(1000);
+  while (got.length < message.length) {
+    const n = await within(client.read(small), 5000, "a piece");
+    assert.ok(n !== null && n > 0);
+    got.push(...small.subarray(0, n));
+  }
+  assert.deepEqual(new Uint8Array(got), message);
+});

@@ -1,0 +1,455 @@
+/**
+ * The Linux backend (Unix domain sockets over libc): socket file modes, stale sockets, the name
+ * rule, message semantics and descriptor leaks. Linux-only; every wait is bounded and every server
+ * and connection is closed in a `finally` or by `await using`.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { connect, listen, openHandleCount, pipePath } from "../pipe/posix/mod.ts";
+import type { PipeConn, PipeListener } from "../pipe/types.ts";
+
+const ignore = Deno.build.os !== "linux";
+const WAIT_MS = 20_000;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+let counter = 0;
+/** A pipe name no other test (or run) uses. */
+function uniqueName(): string {
+  return `np-posix-${Deno.pid}-${++counter}-${Math.floor(Math.random() * 1e6)}`;
+}
+
+/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
+async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** An echo server that closes every connection it accepted when disposed. */
+class EchoServer implements AsyncDisposable {
+  readonly listener: PipeListener;
+  readonly conns = new Set<PipeConn>();
+  readonly errors: unknown[] = [];
+  #handlers = new Set<Promise<void>>();
+  #loop: Promise<void>;
+
+  constructor(listener: PipeListener) {
+    this.listener = listener;
+    this.#loop = this.#serve();
+  }
+
+  async #serve(): Promise<void> {
+    for await (const conn of this.listener) {
+      this.conns.add(conn);
+      const handler = this.#echo(conn).finally(() => this.#handlers.delete(handler));
+      this.#handlers.add(handler);
+    }
+  }
+
+  async #echo(conn: PipeConn): Promise<void> {
+    try {
+      while (true) {
+        const message = await conn.readMessage();
+        if (message === null) break;
+        await conn.writeMessage(message);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BadResource)) this.errors.push(error);
+    } finally {
+      this.conns.delete(conn);
+      await conn.close();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.listener.close();
+    await within(this.#loop, "the accept loop to end");
+    for (const conn of this.conns) await conn.close();
+    await within(Promise.all(this.#handlers), "the echo handlers to end");
+  }
+}
+
+function modeOf(path: string): number {
+  return Deno.lstatSync(path).mode! & 0o7777;
+}
+
+/** Run `socat` with `args` until it exits; it is killed if it outlives `WAIT_MS`. */
+function spawnSocat(args: string[]): Deno.ChildProcess {
+  return new Deno.Command("socat", { args, stdin: "null", stdout: "null", stderr: "piped" }).spawn();
+}
+
+/** Wait until a server listens on `path` (a socket file alone may still be between bind and listen). */
+async function waitForServer(path: string): Promise<void> {
+  const conn = await connect({ name: path, timeout: WAIT_MS });
+  await conn.close();
+}
+
+Deno.test({
+  name: "pipePath() maps a bare name to $TMPDIR/CoreFxPipe_NAME and keeps an absolute path",
+  ignore,
+  fn() {
+    const saved = Deno.env.get("TMPDIR");
+    try {
+      Deno.env.set("TMPDIR", "/var/tmp/");
+      assert.equal(pipePath("HelloWorld"), "/var/tmp/CoreFxPipe_HelloWorld");
+      assert.equal(pipePath("\\\\.\\pipe\\HelloWorld"), "/var/tmp/CoreFxPipe_HelloWorld");
+      Deno.env.delete("TMPDIR");
+      assert.equal(pipePath("HelloWorld"), "/tmp/CoreFxPipe_HelloWorld");
+      assert.equal(pipePath("/run/user/app.sock"), "/run/user/app.sock");
+      assert.throws(() => pipePath("a/b"), TypeError);
+      assert.throws(() => pipePath("HelloWorld", "otherhost"), /Windows-only/);
+    } finally {
+      if (saved === undefined) Deno.env.delete("TMPDIR");
+      else Deno.env.set("TMPDIR", saved);
+    }
+  },
+});
+
+Deno.test({
+  name: "listen() gives the socket mode 0600 in a directory others cannot write to or replace in",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName() });
+    assert.ok(Deno.lstatSync(listener.path).isSocket);
+    assert.equal(modeOf(listener.path), 0o600);
+    assert.equal(listener.describe().fileMode, 0o600);
+    const directory = listener.path.slice(0, listener.path.lastIndexOf("/"));
+    const dirMode = modeOf(directory);
+    // Either others cannot write there at all, or the sticky bit stops them from removing our file.
+    assert.ok((dirMode & 0o002) === 0 || (dirMode & 0o1000) !== 0, `directory mode ${dirMode.toString(8)}`);
+    // No private directory is left behind next to it.
+    const leftovers = [...Deno.readDirSync(directory)].filter((entry) => entry.name.startsWith(".np-"));
+    assert.deepEqual(
+      leftovers.filter((entry) => Deno.lstatSync(`${directory}/${entry.name}`).uid === Deno.uid()),
+      [],
+    );
+  },
+});
+
+Deno.test({
+  name: "listen() with security everyone gives the socket mode 0666",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName(), security: "everyone" });
+    assert.equal(modeOf(listener.path), 0o666);
+    assert.equal(listener.describe().fileMode, 0o666);
+  },
+});
+
+Deno.test({
+  name: "listen() refuses an SDDL security descriptor as Windows-only",
+  ignore,
+  fn() {
+    assert.throws(() => listen({ name: uniqueName(), security: { sddl: "D:P(A;;GA;;;WD)" } }), {
+      name: "TypeError",
+      message: /SDDL is Windows-only/,
+    });
+  },
+});
+
+Deno.test({
+  name: "close() removes the socket file the listener created",
+  ignore,
+  async fn() {
+    const listener = listen({ name: uniqueName() });
+    assert.ok(Deno.lstatSync(listener.path).isSocket);
+    await listener.close();
+    assert.throws(() => Deno.lstatSync(listener.path), Deno.errors.NotFound);
+    await listener.close();
+  },
+});
+
+Deno.test({
+  name: "listen() on a name a live server holds fails with AddrInUse and leaves that server working",
+  ignore,
+  async fn() {
+    await using server = new EchoServer(listen({ name: uniqueName() }));
+    const name = server.listener.path;
+    assert.throws(() => listen({ name }), (error: Error & { code?: number }) => {
+      assert.ok(error instanceof Deno.errors.AddrInUse, String(error));
+      assert.match(error.message, /name already in use/);
+      return true;
+    });
+    assert.throws(() => listen({ name, mode: "byte" }), Deno.errors.AddrInUse);
+    assert.throws(() => listen({ name, firstInstance: false }), Deno.errors.AddrInUse);
+    await using client = await connect({ name });
+    await client.writeMessage(encoder.encode("still here"));
+    assert.equal(decoder.decode((await within(client.readMessage(), "the echo"))!), "still here");
+  },
+});
+
+Deno.test({
+  name: "listen() fails with AddrInUse on a name a live server in another process holds",
+  ignore,
+  async fn() {
+    const path = pipePath(uniqueName());
+    const socat = spawnSocat([`UNIX-LISTEN:${path},socktype=5,fork`, "SYSTEM:cat"]);
+    try {
+      await waitForServer(path);
+      assert.throws(() => listen({ name: path }), Deno.errors.AddrInUse);
+      assert.ok(Deno.lstatSync(path).isSocket, "the live server's socket is left in place");
+    } finally {
+      socat.kill("SIGKILL");
+      await within(socat.status, "socat to exit");
+      await socat.stderr.cancel();
+      await Deno.remove(path).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "listen() replaces a stale socket file left by a crashed server",
+  ignore,
+  async fn() {
+    const path = pipePath(uniqueName());
+    const crashed = spawnSocat([`UNIX-LISTEN:${path},socktype=5,fork`, "SYSTEM:cat"]);
+    await waitForServer(path);
+    crashed.kill("SIGKILL");
+    await within(crashed.status, "the crashed server to exit");
+    await crashed.stderr.cancel();
+    assert.ok(Deno.lstatSync(path).isSocket, "the crashed server left its socket file");
+
+    await using server = new EchoServer(listen({ name: path }));
+    assert.equal((server.listener.describe() as { replacedStale?: boolean }).replacedStale, true);
+    assert.equal(modeOf(path), 0o600);
+    await using client = await connect({ name: path });
+    await client.writeMessage(encoder.encode("fresh"));
+    assert.equal(decoder.decode((await within(client.readMessage(), "the echo"))!), "fresh");
+  },
+});
+
+Deno.test({
+  name: "listen() refuses to replace a file that is not a socket",
+  ignore,
+  fn() {
+    const path = pipePath(uniqueName());
+    Deno.writeTextFileSync(path, "not a socket");
+    try {
+      assert.throws(() => listen({ name: path }), Deno.errors.AddrInUse);
+      assert.equal(Deno.readTextFileSync(path), "not a socket");
+    } finally {
+      Deno.removeSync(path);
+    }
+  },
+});
+
+Deno.test({
+  name: "a zero-length message is a message, and end of stream is null",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName() });
+    await using client = await connect({ name: listener.path });
+    // Sent before the server accepts: the queued message must keep its meaning.
+    await client.writeMessage(new Uint8Array(0));
+    await client.writeMessage(encoder.encode("after"));
+    await using conn = await within(listener.accept(), "accept");
+    assert.deepEqual(await within(conn.readMessage(), "the empty message"), new Uint8Array(0));
+    assert.equal(decoder.decode((await within(conn.readMessage(), "the next message"))!), "after");
+    await client.close();
+    assert.equal(await within(conn.readMessage(), "end of stream"), null);
+    assert.equal(await within(conn.readMessage(), "end of stream again"), null);
+  },
+});
+
+Deno.test({
+  name: "a 1 MiB message arrives whole and one byte more drops only that connection",
+  ignore,
+  async fn() {
+    await using server = new EchoServer(listen({ name: uniqueName() }));
+    const name = server.listener.path;
+    const big = new Uint8Array(1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = i % 251;
+    await using client = await connect({ name });
+    await client.writeMessage(big);
+    assert.deepEqual(await within(client.readMessage(), "the 1 MiB echo"), big);
+
+    await using greedy = await connect({ name, maxMessageSize: 2 * 1024 * 1024 });
+    await greedy.writeMessage(new Uint8Array(big.length + 1));
+    // The server drops the connection: end of stream here, a RangeError on its side.
+    assert.equal(await within(greedy.readMessage(), "the drop"), null);
+    await client.writeMessage(encoder.encode("server goes on"));
+    assert.equal(decoder.decode((await within(client.readMessage(), "the echo"))!), "server goes on");
+    await using late = await connect({ name });
+    await late.writeMessage(encoder.encode("new client"));
+    assert.equal(decoder.decode((await within(late.readMessage(), "the echo"))!), "new client");
+    assert.equal(server.errors.length, 1);
+    assert.ok(server.errors[0] instanceof RangeError, String(server.errors[0]));
+    assert.match((server.errors[0] as Error).message, /exceeds maxMessageSize/);
+  },
+});
+
+Deno.test({
+  name: "read() hands out a message longer than its buffer over several calls",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName() });
+    await using client = await connect({ name: listener.path });
+    await using conn = await within(listener.accept(), "accept");
+    await client.writeMessage(encoder.encode("abcdef"));
+    await client.writeMessage(new Uint8Array(0));
+    const buffer = new Uint8Array(4);
+    assert.equal(await conn.read(buffer), 4);
+    assert.equal(decoder.decode(buffer), "abcd");
+    assert.equal(await conn.read(buffer), 2);
+    assert.equal(decoder.decode(buffer.subarray(0, 2)), "ef");
+    assert.equal(await conn.read(buffer), 0, "the empty message reads as 0 bytes");
+    await client.close();
+    assert.equal(await conn.read(buffer), null);
+  },
+});
+
+Deno.test({
+  name: "byte mode streams bytes both ways over SOCK_STREAM",
+  ignore,
+  async fn() {
+    await using server = new EchoServer(listen({ name: uniqueName(), mode: "byte" }));
+    await using client = await connect({ name: server.listener.path, mode: "byte" });
+    const payload = new Uint8Array(300_000).map((_, i) => i % 256);
+    const reading = (async () => {
+      const received = new Uint8Array(payload.length);
+      let offset = 0;
+      while (offset < received.length) {
+        const n = await client.read(received.subarray(offset));
+        if (n === null) throw new Error("early end of stream");
+        offset += n;
+      }
+      return received;
+    })();
+    await client.writeMessage(payload);
+    assert.deepEqual(await within(reading, "the byte echo"), payload);
+  },
+});
+
+Deno.test({
+  name: "connect() in the wrong mode fails clearly, and to a missing name with NotFound",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName(), mode: "byte" });
+    await assert.rejects(connect({ name: listener.path, mode: "message", timeout: 0 }), /other mode/);
+    await assert.rejects(connect({ name: uniqueName(), timeout: 50 }), Deno.errors.NotFound);
+  },
+});
+
+Deno.test({
+  name: "peerPid is this process on both ends",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName() });
+    await using client = await connect({ name: listener.path });
+    await using conn = await within(listener.accept(), "accept");
+    assert.equal(client.peerPid, Deno.pid);
+    assert.equal(conn.peerPid, Deno.pid);
+  },
+});
+
+Deno.test({
+  name: "maxInstances closes clients beyond the limit at once",
+  ignore,
+  async fn() {
+    await using server = new EchoServer(listen({ name: uniqueName(), maxInstances: 1 }));
+    const name = server.listener.path;
+    await using first = await connect({ name });
+    await first.writeMessage(encoder.encode("one"));
+    assert.equal(decoder.decode((await within(first.readMessage(), "the echo"))!), "one");
+    await using second = await connect({ name });
+    assert.equal(await within(second.readMessage(), "the refusal"), null);
+    await first.close();
+  },
+});
+
+Deno.test({
+  name: "16 concurrent clients make 100 round trips each",
+  ignore,
+  async fn() {
+    await using server = new EchoServer(listen({ name: uniqueName() }));
+    const clients = Array.from({ length: 16 }, async (_, id) => {
+      await using client = await connect({ name: server.listener.path });
+      for (let i = 0; i < 100; i++) {
+        const text = `client ${id} message ${i}`;
+        await client.writeMessage(encoder.encode(text));
+        assert.equal(decoder.decode((await client.readMessage())!), text);
+      }
+    });
+    await within(Promise.all(clients), "1,600 round trips");
+    assert.deepEqual(server.errors, []);
+  },
+});
+
+Deno.test({
+  name: "1,000 connect and disconnect cycles leave no descriptor behind",
+  ignore,
+  async fn() {
+    const baseline = openHandleCount();
+    {
+      await using server = new EchoServer(listen({ name: uniqueName() }));
+      const cycles = (async () => {
+        for (let i = 0; i < 1000; i++) {
+          const client = await connect({ name: server.listener.path });
+          await client.close();
+        }
+      })();
+      await within(cycles, "1,000 cycles");
+      // The server sees each end of stream and closes its side.
+      for (let i = 0; i < 1000 && server.conns.size > 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(server.conns.size, 0);
+    }
+    assert.equal(openHandleCount(), baseline);
+  },
+});
+
+Deno.test({
+  name: "closing a listener with clients connected and one connecting does not hang",
+  ignore,
+  async fn() {
+    const server = new EchoServer(listen({ name: uniqueName() }));
+    const name = server.listener.path;
+    const clients = [await connect({ name }), await connect({ name })];
+    try {
+      await clients[0].writeMessage(encoder.encode("x"));
+      await within(clients[0].readMessage(), "the echo");
+      const connecting = connect({ name, timeout: 200 }).then(
+        (conn) => conn,
+        (error) => error as Error,
+      );
+      await within(server[Symbol.asyncDispose](), "the server to close");
+      const late = await within(connecting, "the late client");
+      if (late instanceof Error) {
+        assert.ok(late instanceof Deno.errors.NotFound, String(late));
+      } else {
+        clients.push(late);
+        assert.equal(await within(late.readMessage(), "the late client's end"), null);
+      }
+      for (const client of clients.slice(0, 2)) {
+        assert.equal(await within(client.readMessage(), "end of stream"), null);
+      }
+      assert.throws(() => Deno.lstatSync(name), Deno.errors.NotFound);
+    } finally {
+      for (const client of clients) await client.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a pending accept() and a pending read reject with BadResource when closed",
+  ignore,
+  async fn() {
+    const listener = listen({ name: uniqueName() });
+    const accepting = listener.accept();
+    await listener.close();
+    await assert.rejects(within(accepting, "the accept"), Deno.errors.BadResource);
+
+    await using again = listen({ name: uniqueName() });
+    await using client = await connect({ name: again.path });
+    const reading = client.readMessage();
+    await client.close();
+    await assert.rejects(within(reading, "the read"), Deno.errors.BadResource);
+  },
+});
