@@ -66,13 +66,20 @@ export function exitCodeFor(error: unknown): ExitCode {
     error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected ||
     error instanceof Deno.errors.UnexpectedEof
   ) return ExitCode.ConnectionLost;
-  // The library reports what the user asked wrongly (bad name, SDDL on Linux) as a TypeError with
-  // a `code`; a TypeError without one is a bug. NotSupported: not possible on this platform.
-  if (error instanceof TypeError && typeof (error as { code?: unknown }).code === "number") {
-    return ExitCode.Usage;
-  }
+  // The library reports what the user asked wrongly (bad name, SDDL on Linux) as a TypeError; a
+  // TypeError from a bug reads differently. NotSupported: not possible on this platform.
+  if (error instanceof TypeError && isLibrarySentence(error)) return ExitCode.Usage;
   if (error instanceof Deno.errors.NotSupported) return ExitCode.Usage;
   return ExitCode.Internal;
+}
+
+/**
+ * Whether an error is one the library built: it has a `code`, or reads like its sentences,
+ * `Cannot use pipe "a<b": invalid pipe name`, where V8's own errors quote with `'` or not at all.
+ */
+function isLibrarySentence(error: Error): boolean {
+  return typeof (error as { code?: unknown }).code === "number" ||
+    /^Cannot [^"']*"[^"]*": /.test(error.message);
 }
 
 /**

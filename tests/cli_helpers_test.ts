@@ -27,11 +27,17 @@ Deno.test("exitCodeFor() gives each expected failure its own code", () => {
   assert.equal(exitCodeFor(win32Error(109, "read from", "\\\\.\\pipe\\x")), ExitCode.ConnectionLost);
   assert.equal(exitCodeFor(errnoError(104, "read from", "/x")), ExitCode.ConnectionLost);
   assert.equal(exitCodeFor(win32Error(123, "create named pipe", "\\\\.\\pipe\\a<b")), ExitCode.Usage);
+  assert.equal(exitCodeFor(new TypeError('Cannot use pipe "\\\\x": invalid pipe name')), ExitCode.Usage);
+  assert.equal(exitCodeFor(new Deno.errors.NotSupported('Cannot listen on "x": Linux only')), ExitCode.Usage);
 });
 
 Deno.test("exitCodeFor() treats anything unexpected as an internal error", () => {
   assert.equal(exitCodeFor(new Error("bug")), ExitCode.Internal);
   assert.equal(exitCodeFor(new TypeError("x is undefined")), ExitCode.Internal);
+  assert.equal(
+    exitCodeFor(new TypeError("Cannot read properties of undefined (reading 'x')")),
+    ExitCode.Internal,
+  );
   assert.equal(exitCodeFor("a string"), ExitCode.Internal);
   assert.equal(isExpected(new Error("bug")), false);
   assert.equal(isExpected(new Deno.errors.TimedOut("busy")), true);

@@ -241,7 +241,6 @@ export class PipeServer implements PipeListener {
       );
       return;
     }
-    if (Deno.env.get("NP_DEBUG")) console.error("connect completion", c.error, retries);
     if (c.error === ERROR_NO_DATA && retries < NO_DATA_RETRIES) {
       // The client came and went before we accepted it: free the instance and listen again.
       kernel32().DisconnectNamedPipe(handle);
