@@ -79,7 +79,7 @@ export function exitCodeFor(error: unknown): ExitCode {
  */
 function isLibrarySentence(error: Error): boolean {
   return typeof (error as { code?: unknown }).code === "number" ||
-    /^Cannot [^"']*"[^"]*": /.test(error.message);
+    /^Cannot [^'\n]*"[^"\n]*"[^'\n]*: /.test(error.message);
 }
 
 /**

@@ -16,7 +16,8 @@ import denoJson from "../deno.json" with { type: "json" };
 import { HELLO_PIPE_NAME } from "../pipe/hello.ts";
 import type { PipeMode, PipeSecurity } from "../pipe/types.ts";
 import { type Encoding, ENCODINGS } from "./encoding.ts";
-import { deniedByDeno, EXIT_CODES_HELP, ExitCode, exitCodeFor, UsageError } from "./exit_codes.ts";
+import { MAIN_EXAMPLES, SEND_EXAMPLES, SERVE_EXAMPLES } from "./help.ts";
+import { deniedByDeno, ExitCode, exitCodeFor, UsageError } from "./exit_codes.ts";
 import { LOG_FORMATS, type LogFormat, ROOT_CATEGORY, setupLogging, type Verbosity } from "./logging.ts";
 import { integerOption, nonEmptyOption } from "./options.ts";
 import { send } from "./send.ts";
@@ -31,60 +32,6 @@ export const VERSION: string = denoJson.version;
 const MODES: readonly PipeMode[] = ["message", "byte"];
 const MAX_INSTANCES = 255; // PIPE_UNLIMITED_INSTANCES
 const GIB = 1024 * 1024 * 1024;
-
-const MAIN_EXAMPLES = `
-Examples:
-  namedpipe serve                      the seed's HelloWorld server, many clients, until Ctrl+C
-  namedpipe serve --once               exactly the seed: one client, then exit
-  namedpipe send                       send "Default request from client", print the reply
-  namedpipe send --name Echo hello     send "hello" to \\\\.\\pipe\\Echo
-  printf 'one\\ntwo\\n' | namedpipe send -   send each line, print each reply
-
-Run "namedpipe <command> --help" for every option of a command.
-
-${EXIT_CODES_HELP}
-`;
-
-const SERVE_EXAMPLES = `
-Examples:
-  namedpipe serve                          \\\\.\\pipe\\HelloWorld: log each request, answer
-                                           "Default response from server", until Ctrl+C
-  namedpipe serve --once                   like the seed: one client, then exit
-  namedpipe serve --name Echo --echo       answer every request with its own bytes
-  namedpipe serve --response "Hi there"    answer "Hi there" (UTF-16LE with a NUL)
-  namedpipe serve --log-format json        one JSON object a line on stderr, for log collectors
-  namedpipe serve --sddl "D:P(A;;GA;;;SY)(A;;GRGW;;;AU)"
-                                           Windows: let authenticated users connect
-
-Security: by default only the current user (and SYSTEM) may open the pipe, and remote clients are
-refused. --allow-everyone reproduces the seed's NULL DACL: anyone may connect. Avoid it.
-
-Stop with Ctrl+C (SIGINT), SIGTERM, or on Windows Ctrl+Break or closing the console: clients are
-closed, a summary is logged, the exit code is 0.
-
-${EXIT_CODES_HELP}
-`;
-
-const SEND_EXAMPLES = `
-Examples:
-  namedpipe send                           like the seed's client: prints "Default response from server"
-  namedpipe send Hello there               send "Hello there" (UTF-16LE with a NUL)
-  namedpipe send --count 3                 send the default request 3 times on one connection
-  namedpipe send --encoding hex "48 00 69 00"
-                                           send these 4 bytes, print the reply as hex
-  namedpipe send --encoding utf8 --name Echo ping
-  namedpipe send -                         type lines; each is sent, each reply printed (Ctrl+D ends)
-  seq 5 | namedpipe send -                 send "1" to "5", print 5 replies
-  namedpipe send --encoding raw < req.bin > reply.bin
-                                           send stdin's bytes as one message, write the reply's bytes
-  namedpipe send --server HOST --name HelloWorld
-                                           Windows: a pipe on another machine (if it allows it)
-  reply=$(namedpipe send --timeout 500) || echo "exit $?"
-
-Replies go to stdout, one line each (raw: the bytes as they are); diagnostics go to stderr.
-
-${EXIT_CODES_HELP}
-`;
 
 /** Options shared by every subcommand. */
 interface LoggingFlags {
@@ -131,7 +78,7 @@ interface SendFlags extends LoggingFlags {
   maxMessageSize?: number;
 }
 
-/** Build the command tree. Each action resolves to its exit code through `done`. */
+/** Build the command tree; actions throw, and {@linkcode run} maps what they throw to an exit code. */
 function buildProgram(): Command {
   const program = new Command("namedpipe")
     .description("Windows named pipes from Deno: the HelloWorld server and client, and more.")
@@ -285,7 +232,9 @@ function hintFor(error: unknown, code: ExitCode): string | undefined {
   }
   switch (code) {
     case ExitCode.NotFound:
-      return 'Is the server running? Start one with "namedpipe serve --name NAME", or raise --timeout.';
+      return error instanceof Deno.errors.TimedOut
+        ? "The server is busy (every instance taken, see --max-instances): try again, or raise --timeout."
+        : 'Is the server running? Start one with "namedpipe serve --name NAME", or raise --timeout.';
     case ExitCode.AccessDenied:
       return "The pipe's security does not let this user in: run as the server's user, or start the " +
         "server with --sddl granting access.";

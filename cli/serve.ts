@@ -73,8 +73,9 @@ export async function serve(options: ServeOptions = {}): Promise<ServeSummary> {
   const security = options.security ?? "user";
   if (security === "everyone") {
     log.warn(
-      "--allow-everyone: the pipe has a NULL DACL like the seed's. Every user and process on this " +
-        "machine may connect, read, write and create rogue instances of it. Use it only for testing.",
+      "--allow-everyone: like the seed's pipe, every user and process on this machine may connect, " +
+        "read and write (Windows: a NULL DACL, which also lets them create rogue instances of the " +
+        "name; Linux: socket mode 0666). Use it only for testing.",
     );
   }
 

@@ -1,6 +1,7 @@
 /**
  * The signals that stop the server gracefully: Ctrl+C (`SIGINT`) everywhere, `SIGTERM` on Linux,
- * and on Windows `SIGBREAK` (Ctrl+Break and closing the console window).
+ * and on Windows `SIGBREAK` (Ctrl+Break). Deno exposes no other console event on Windows: closing
+ * the console window ends the process without a summary.
  *
  * ```ts
  * import { stopSignals } from "./signals.ts";

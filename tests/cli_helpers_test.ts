@@ -28,6 +28,10 @@ Deno.test("exitCodeFor() gives each expected failure its own code", () => {
   assert.equal(exitCodeFor(errnoError(104, "read from", "/x")), ExitCode.ConnectionLost);
   assert.equal(exitCodeFor(win32Error(123, "create named pipe", "\\\\.\\pipe\\a<b")), ExitCode.Usage);
   assert.equal(exitCodeFor(new TypeError('Cannot use pipe "\\\\x": invalid pipe name')), ExitCode.Usage);
+  assert.equal(
+    exitCodeFor(new TypeError('Cannot use pipe "x" on server "h": remote pipes are Windows-only')),
+    2,
+  );
   assert.equal(exitCodeFor(new Deno.errors.NotSupported('Cannot listen on "x": Linux only')), ExitCode.Usage);
 });
 
@@ -117,4 +121,19 @@ Deno.test("the server stops on SIGINT everywhere, SIGBREAK on Windows, SIGTERM e
   const names = stopSignalNames();
   assert.ok(names.includes("SIGINT"));
   assert.ok(names.includes(Deno.build.os === "windows" ? "SIGBREAK" : "SIGTERM"));
+});
+
+Deno.test("the workflows run only deno tasks that exist, and compile builds the Windows .exe with --allow-ffi", async () => {
+  const root = new URL("../", import.meta.url);
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
+  for await (const entry of Deno.readDir(new URL(".github/workflows/", root))) {
+    const text = await Deno.readTextFile(new URL(`.github/workflows/${entry.name}`, root));
+    for (const [, task] of text.matchAll(/deno task ([\w:-]+)/g)) {
+      assert.ok(task in tasks, `${entry.name} runs "deno task ${task}", which deno.json lacks`);
+    }
+  }
+  const windows = tasks.compile.split("&&").find((step: string) => step.includes("x86_64-pc-windows-msvc"));
+  assert.match(windows, /--output dist\/namedpipe\.exe main\.ts/);
+  assert.doesNotMatch(windows, /--allow-all|-A\b|--allow-(read|write|net|run|env|sys)/);
+  assert.match(windows, /--allow-ffi/);
 });

@@ -6,8 +6,9 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { listen, pipePath } from "../mod.ts";
+import { connect, listen, pipePath } from "../mod.ts";
 import { run } from "../cli/program.ts";
+import { serve } from "../cli/serve.ts";
 import { ExitCode } from "../cli/exit_codes.ts";
 import { defaultResponse, toHex } from "../pipe/hello.ts";
 import denoJson from "../deno.json" with { type: "json" };
@@ -68,18 +69,17 @@ class Cli implements AsyncDisposable {
     this.child.status.then(() => this.#exited = true);
   }
 
-  /** Wait until `stream` contains `text`; fails early if the process exits first. */
-  async waitFor(text: string, stream: "stdout" | "stderr" = "stderr"): Promise<void> {
+  /** Wait until `stream` contains `text` (or matches it); fails early if the process exits first. */
+  async waitFor(text: string | RegExp, stream: "stdout" | "stderr" = "stderr"): Promise<void> {
+    const found = () => typeof text === "string" ? this[stream].includes(text) : text.test(this[stream]);
     const deadline = Date.now() + WAIT_MS;
-    while (!this[stream].includes(text)) {
+    while (!found()) {
       if (this.#exited) {
         await this.#pumps;
-        if (this[stream].includes(text)) return;
-        throw new Error(`Exited before printing ${JSON.stringify(text)}:\n${this.stderr}`);
+        if (found()) return;
+        throw new Error(`Exited before printing ${String(text)}:\n${this.stderr}`);
       }
-      if (Date.now() > deadline) {
-        throw new Error(`No ${JSON.stringify(text)} in ${WAIT_MS} ms:\n${this.stderr}`);
-      }
+      if (Date.now() > deadline) throw new Error(`No ${String(text)} in ${WAIT_MS} ms:\n${this.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -230,6 +230,22 @@ Deno.test("serve logs odd-length, invalid and zero-length requests and still ans
   assert.ok(server.stderr.includes('Receives 0 bytes; Message: ""'), server.stderr);
 });
 
+Deno.test("a client killed mid-session is logged and dropped, and the server goes on", async () => {
+  const name = uniqueName();
+  await using server = await startServer(["--name", name]);
+  {
+    await using doomed = new Cli(["send", "--name", name, "-"], { stdin: true });
+    await doomed.write("first\n");
+    await doomed.waitFor("Default response from server\n", "stdout");
+    doomed.child.kill("SIGKILL");
+    await doomed.child.status;
+  }
+  await server.waitFor(/client#1: Client (is disconnected|vanished)/);
+  const { code, stdout } = await namedpipe(["send", "--name", name]);
+  assert.equal(code, ExitCode.Ok);
+  assert.equal(stdout, "Default response from server\n");
+});
+
 Deno.test("send --encoding raw sends stdin's bytes and writes the reply's bytes", async () => {
   const name = uniqueName();
   await using server = await startServer(["--once", "--name", name, "--echo"]);
@@ -301,6 +317,22 @@ Deno.test("send without Deno's FFI permission exits 4 (access denied) with a hin
   assertNoStackTrace(stderr);
 });
 
+Deno.test("serve and send work with only the permissions deno task compile bakes in", async () => {
+  // The compiled namedpipe(.exe) has exactly these flags: a library that reads one more
+  // environment variable or file would break the release binary, so catch it here.
+  const steps: string[] = denoJson.tasks.compile.split("&&");
+  const step = steps.find((s) => s.includes("x86_64-pc-windows-msvc") === (Deno.build.os === "windows"))!;
+  const denoFlags = step.split(/\s+/).filter((flag) => flag.startsWith("--allow-"));
+  const name = uniqueName();
+  await using server = new Cli(["serve", "--once", "--name", name], { denoFlags });
+  await server.waitFor(WAITING);
+  await using client = new Cli(["send", "--name", name], { denoFlags });
+  const sent = await client.finish();
+  assert.equal(sent.code, ExitCode.Ok, `${denoFlags.join(" ")}: ${sent.stderr}`);
+  assert.equal(sent.stdout, "Default response from server\n");
+  assert.equal((await server.finish()).code, ExitCode.Ok);
+});
+
 Deno.test("usage errors exit 2 with a message and no stack trace", async () => {
   const cases: [string[], RegExp][] = [
     [["serve", "--bogus"], /unknown option '--bogus'/],
@@ -313,6 +345,10 @@ Deno.test("usage errors exit 2 with a message and no stack trace", async () => {
     [["send", "-", "more"], /"-" \(read stdin\) must be the only message/],
     [["send", "--encoding", "raw", "text"], /give no message/],
     [["frobnicate"], /unknown command 'frobnicate'/],
+    [["send", "--name", Deno.build.os === "windows" ? "\\\\bad" : "a/b"], /invalid pipe name/],
+    Deno.build.os === "windows"
+      ? [["serve", "--sddl", "not an SDDL"], /Cannot .*"not an SDDL"|invalid/]
+      : [["serve", "--sddl", "D:P(A;;GA;;;SY)"], /SDDL is Windows-only/],
   ];
   const results = await Promise.all(cases.map(([args]) => namedpipe(args)));
   results.forEach(({ code, stderr }, i) => {
@@ -338,7 +374,10 @@ Deno.test("--help teaches by example and lists the exit codes; --version prints 
 Deno.test("--allow-everyone is logged as a loud warning", async () => {
   const name = uniqueName();
   await using server = await startServer(["--once", "--name", name, "--allow-everyone"]);
-  assert.match(server.stderr, /WRN --allow-everyone: the pipe has a NULL DACL/);
+  assert.match(
+    server.stderr,
+    /WRN --allow-everyone: like the seed's pipe, every user and process on this machine may connect/,
+  );
   assert.equal((await namedpipe(["send", "--name", name])).code, ExitCode.Ok);
   assert.equal((await server.finish()).code, ExitCode.Ok);
 });
@@ -403,4 +442,24 @@ Deno.test("an unexpected failure exits 1 and shows the stack trace", async () =>
   }
   await within(serverSide, WAIT_MS, "the test server");
   assert.match(logged, /Internal error: Error: Simulated bug\n\s+at [\s\S]*cli\/send\.ts/);
+});
+
+Deno.test("serve() stops on its abort signal, closes idle clients and returns the summary", async () => {
+  // The in-process twin of the SIGINT test, so the shutdown path also runs on Windows.
+  const name = uniqueName();
+  const stop = new AbortController();
+  const serving = serve({ name, signal: stop.signal });
+  await using idle = await connect({ name, timeout: WAIT_MS });
+  await using busy = await connect({ name, timeout: WAIT_MS });
+  await busy.writeMessage(new Uint8Array([0x41, 0]));
+  assert.deepEqual(await busy.readMessage(), defaultResponse());
+  stop.abort("SIGINT");
+  const summary = await within(serving, WAIT_MS, "serve() to stop");
+  assert.equal(summary.clients, 2);
+  assert.equal(summary.messages, 1);
+  assert.equal(summary.bytesReceived, 2);
+  assert.equal(summary.bytesSent, 58);
+  // The server hung up: end of stream, or (Windows, after DisconnectNamedPipe) a broken pipe.
+  const end = await within(idle.readMessage().catch((error) => error), WAIT_MS, "the idle client's end");
+  assert.ok(end === null || end instanceof Deno.errors.BrokenPipe, String(end));
 });

@@ -1,0 +1,65 @@
+/**
+ * The text after each `--help`: examples first, since they teach fastest, then the exit codes.
+ *
+ * @module
+ */
+import { EXIT_CODES_HELP } from "./exit_codes.ts";
+
+/** After `namedpipe --help`. */
+export const MAIN_EXAMPLES = `
+Examples:
+  namedpipe serve                      the seed's HelloWorld server, many clients, until Ctrl+C
+  namedpipe serve --once               exactly the seed: one client, then exit
+  namedpipe send                       send "Default request from client", print the reply
+  namedpipe send --name Echo hello     send "hello" to \\\\.\\pipe\\Echo
+  printf 'one\\ntwo\\n' | namedpipe send -   send each line, print each reply
+
+Run "namedpipe <command> --help" for every option of a command.
+
+${EXIT_CODES_HELP}
+`;
+
+/** After `namedpipe serve --help`. */
+export const SERVE_EXAMPLES = `
+Examples:
+  namedpipe serve                          \\\\.\\pipe\\HelloWorld: log each request, answer
+                                           "Default response from server", until Ctrl+C
+  namedpipe serve --once                   like the seed: one client, then exit
+  namedpipe serve --name Echo --echo       answer every request with its own bytes
+  namedpipe serve --response "Hi there"    answer "Hi there" (UTF-16LE with a NUL)
+  namedpipe serve --log-format json        one JSON object a line on stderr, for log collectors
+  namedpipe serve --sddl "D:P(A;;GA;;;SY)(A;;GA;;;S-1-5-21-...)(A;;0x12019B;;;AU)"
+                                           Windows: you (your SID: whoami /user) and SYSTEM
+                                           in full; other signed-in users may connect, read
+                                           and write, but not create instances (no 0x4)
+
+Security: by default only the current user (and SYSTEM) may open the pipe, and remote clients are
+refused. --allow-everyone reproduces the seed's NULL DACL: anyone may connect. Avoid it.
+
+Stop with Ctrl+C (SIGINT), SIGTERM, or on Windows Ctrl+Break (SIGBREAK): clients are closed, a
+summary is logged, the exit code is 0.
+
+${EXIT_CODES_HELP}
+`;
+
+/** After `namedpipe send --help`. */
+export const SEND_EXAMPLES = `
+Examples:
+  namedpipe send                           like the seed's client: prints "Default response from server"
+  namedpipe send Hello there               send "Hello there" (UTF-16LE with a NUL)
+  namedpipe send --count 3                 send the default request 3 times on one connection
+  namedpipe send --encoding hex "48 00 69 00"
+                                           send these 4 bytes, print the reply as hex
+  namedpipe send --encoding utf8 --name Echo ping
+  namedpipe send -                         type lines; each is sent, each reply printed (Ctrl+D ends)
+  seq 5 | namedpipe send -                 send "1" to "5", print 5 replies
+  namedpipe send --encoding raw < req.bin > reply.bin
+                                           send stdin's bytes as one message, write the reply's bytes
+  namedpipe send --server HOST --name HelloWorld
+                                           Windows: a pipe on another machine (if it allows it)
+  reply=$(namedpipe send --timeout 500) || echo "exit $?"
+
+Replies go to stdout, one line each (raw: the bytes as they are); diagnostics go to stderr.
+
+${EXIT_CODES_HELP}
+`;
