@@ -203,6 +203,12 @@ const symbols = {
     ],
     result: "i32", // int fd
   },
+  getenv: {
+    parameters: [
+      "buffer", // const char *name
+    ],
+    result: "pointer", // char * (NULL when unset)
+  },
   __errno_location: {
     parameters: [],
     result: "pointer", // int * (this thread's errno)
@@ -243,6 +249,12 @@ export function errno(): number {
     errnoView = new Deno.UnsafePointerView(pointer);
   }
   return errnoView.getInt32();
+}
+
+/** The process environment's `name` (libc `getenv`), or undefined when unset. */
+export function getenv(name: string): string | undefined {
+  const value = libc().getenv(cString(name));
+  return value === null ? undefined : Deno.UnsafePointerView.getCString(value);
 }
 
 /** A NUL-terminated copy of `text` for a `const char *` parameter. */

@@ -6,8 +6,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { connect, listen, openHandleCount, pipePath } from "../pipe/posix/mod.ts";
-import type { PipeConn, PipeListener } from "../pipe/types.ts";
+import { connect, listen, openHandleCount, type PipeConn, type PipeListener, pipePath } from "../mod.ts";
+import {
+  connectDenoUnix,
+  listenDenoUnix,
+  openHandleCount as denoUnixHandleCount,
+} from "../pipe/posix/deno_unix.ts";
 
 const ignore = Deno.build.os !== "linux";
 const WAIT_MS = 20_000;
@@ -287,6 +291,144 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a maxMessageSize above 4 MiB takes a 3 MiB message without a buffer of the limit's size",
+  ignore,
+  async fn() {
+    const maxMessageSize = 6 * 1024 * 1024;
+    await using server = new EchoServer(listen({ name: uniqueName(), maxMessageSize }));
+    await using client = await connect({ name: server.listener.path, maxMessageSize });
+    const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 253);
+    await client.writeMessage(big);
+    assert.deepEqual(await within(client.readMessage(), "the 3 MiB echo"), big);
+    await client.writeMessage(new Uint8Array(0));
+    assert.deepEqual(await within(client.readMessage(), "the empty echo"), new Uint8Array(0));
+  },
+});
+
+Deno.test({
+  name: "writes wait while the peer reads nothing and complete once it reads",
+  ignore,
+  async fn() {
+    for (const mode of ["message", "byte"] as const) {
+      await using listener = listen({ name: uniqueName(), mode });
+      await using client = await connect({ name: listener.path, mode });
+      await using conn = await within(listener.accept(), "accept");
+      const chunk = new Uint8Array(256 * 1024).fill(mode === "message" ? 1 : 2);
+      const count = 64; // 16 MiB: far more than any socket buffer holds
+      let written = 0;
+      const writing = (async () => {
+        for (let i = 0; i < count; i++) {
+          await client.writeMessage(chunk);
+          written++;
+        }
+      })();
+      // Let the writer fill the socket; it must then be waiting, not failing.
+      for (let i = 0; i < 50; i++) await new Promise((resolve) => setTimeout(resolve, 1));
+      assert.ok(written < count, `${mode}: all ${written} writes completed with nobody reading`);
+      let received = 0;
+      const buffer = new Uint8Array(64 * 1024);
+      while (received < count * chunk.length) {
+        const n = mode === "message"
+          ? (await within(conn.readMessage(), "a message"))!.length
+          : (await within(conn.read(buffer), "bytes"))!;
+        received += n;
+      }
+      await within(writing, "the writes to complete");
+      assert.equal(written, count);
+    }
+  },
+});
+
+Deno.test({
+  name: "writes made together leave in the order they were made while the socket is full",
+  ignore,
+  async fn() {
+    for (const mode of ["message", "byte"] as const) {
+      await using listener = listen({ name: uniqueName(), mode });
+      await using client = await connect({ name: listener.path, mode });
+      await using conn = await within(listener.accept(), "accept");
+      const size = 100 * 1024;
+      const count = 100;
+      const writes = Array.from(
+        { length: count },
+        (_, i) => client.writeMessage(new Uint8Array(size).fill(i)),
+      );
+      const received = new Uint8Array(size * count);
+      let offset = 0;
+      while (offset < received.length) {
+        const n = await within(conn.read(received.subarray(offset, offset + size)), "the data");
+        assert.ok(n !== null, "early end of stream");
+        offset += n;
+      }
+      await within(Promise.all(writes), "the writes");
+      for (let i = 0; i < count; i++) {
+        const block = received.subarray(i * size, (i + 1) * size);
+        assert.ok(block.every((byte) => byte === i), `${mode}: block ${i} out of order`);
+      }
+    }
+  },
+});
+
+/** Send `payload` with `fds` attached (`SCM_RIGHTS`) over a new seqpacket connection to `path`. */
+function sendWithDescriptors(path: string, payloads: Uint8Array[], fds: number[]): () => void {
+  const lib = Deno.dlopen("libc.so.6", {
+    socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+    connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+    sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+    close: { parameters: ["i32"], result: "i32" },
+  });
+  const fd = lib.symbols.socket(1, 5, 0); // AF_UNIX, SOCK_SEQPACKET
+  const address = new Uint8Array(110);
+  address[0] = 1; // AF_UNIX
+  address.set(encoder.encode(path), 2);
+  assert.equal(lib.symbols.connect(fd, address, 110), 0);
+  const pointer = (buffer: Uint8Array) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+  for (const payload of payloads) {
+    const data = new Uint8Array(new ArrayBuffer(Math.max(payload.length, 1)));
+    data.set(payload);
+    const iov = new Uint8Array(new ArrayBuffer(16));
+    new DataView(iov.buffer).setBigUint64(0, pointer(data), true);
+    new DataView(iov.buffer).setBigUint64(8, BigInt(payload.length), true);
+    const control = new Uint8Array(new ArrayBuffer(16 + 8 * Math.ceil(fds.length / 2)));
+    const cmsg = new DataView(control.buffer);
+    cmsg.setBigUint64(0, BigInt(16 + 4 * fds.length), true); // cmsg_len
+    cmsg.setInt32(8, 1, true); // SOL_SOCKET
+    cmsg.setInt32(12, 1, true); // SCM_RIGHTS
+    fds.forEach((n, i) => cmsg.setInt32(16 + 4 * i, n, true));
+    const header = new DataView(new ArrayBuffer(56));
+    header.setBigUint64(16, pointer(iov), true); // msg_iov
+    header.setBigUint64(24, 1n, true); // msg_iovlen
+    header.setBigUint64(32, pointer(control), true); // msg_control
+    header.setBigUint64(40, BigInt(control.length), true); // msg_controllen
+    assert.equal(Number(lib.symbols.sendmsg(fd, new Uint8Array(header.buffer), 0)), payload.length);
+  }
+  return () => {
+    lib.symbols.close(fd);
+    lib.close();
+  };
+}
+
+Deno.test({
+  name: "descriptors a peer passes with SCM_RIGHTS are never installed in this process",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName() });
+    const passed = [0, 1, 2, 0, 1, 2, 0, 1]; // stdio, eight times: each would be a new descriptor here
+    const openFds = () => [...Deno.readDirSync("/proc/self/fd")].length;
+    const hangUp = sendWithDescriptors(listener.path, [encoder.encode("hi"), new Uint8Array(0)], passed);
+    try {
+      const before = openFds();
+      await using conn = await within(listener.accept(), "accept");
+      assert.equal(decoder.decode((await within(conn.readMessage(), "the message"))!), "hi");
+      assert.deepEqual(await within(conn.readMessage(), "the empty message"), new Uint8Array(0));
+      assert.equal(openFds(), before + 1, "only the accepted socket is new");
+    } finally {
+      hangUp();
+    }
+  },
+});
+
+Deno.test({
   name: "read() hands out a message longer than its buffer over several calls",
   ignore,
   async fn() {
@@ -438,6 +580,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a program that closes its listener during a blocked accept exits on its own",
+  ignore,
+  async fn() {
+    const mod = new URL("../mod.ts", import.meta.url).href;
+    const config = new URL("../deno.json", import.meta.url).pathname;
+    // The accept waits in a blocking epoll_wait on a worker thread (the timer lets it start), and no
+    // other socket can end that wait: only the eventfd written by close() can.
+    const code = `
+      import { listen } from "${mod}";
+      const listener = listen({ name: "${uniqueName()}" });
+      const accepting = listener.accept().catch((error) => error.name);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await listener.close();
+      console.log(await accepting);`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--config", config, code],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // A hang is ended by a kill, and then fails the exit-code assertion below.
+    const timer = setTimeout(() => child.kill("SIGKILL"), WAIT_MS);
+    try {
+      const output = await child.output();
+      assert.equal(decoder.decode(output.stdout).trim(), "BadResource", decoder.decode(output.stderr));
+      assert.equal(output.code, 0, "the program exited by itself, not killed after a hang");
+    } finally {
+      clearTimeout(timer);
+    }
+  },
+});
+
+Deno.test({
   name: "a pending accept() and a pending read reject with BadResource when closed",
   ignore,
   async fn() {
@@ -451,5 +626,45 @@ Deno.test({
     const reading = client.readMessage();
     await client.close();
     await assert.rejects(within(reading, "the read"), Deno.errors.BadResource);
+  },
+});
+
+Deno.test({
+  name: "the macOS byte-mode backend (Deno sockets) serves our libc client with the same file rules",
+  ignore,
+  async fn() {
+    const name = uniqueName();
+    await using server = new EchoServer(listenDenoUnix({ name, mode: "byte" }));
+    const path = server.listener.path;
+    assert.equal(path, pipePath(name));
+    assert.equal(modeOf(path), 0o600);
+    assert.equal(server.listener.describe().fileMode, 0o600);
+    assert.throws(() => listenDenoUnix({ name, mode: "byte" }), Deno.errors.AddrInUse);
+    await using client = await connect({ name, mode: "byte" });
+    await client.writeMessage(encoder.encode("over libc"));
+    assert.equal(decoder.decode((await within(client.readMessage(), "the echo"))!), "over libc");
+    await using other = await connectDenoUnix({ name, mode: "byte" });
+    await other.writeMessage(encoder.encode("over Deno"));
+    assert.equal(decoder.decode((await within(other.readMessage(), "the echo"))!), "over Deno");
+    await other.close();
+    await client.close();
+    await server[Symbol.asyncDispose]();
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+    assert.equal(denoUnixHandleCount(), 0);
+  },
+});
+
+Deno.test({
+  name: "the macOS byte-mode backend talks to a libc server and refuses a missing one with NotFound",
+  ignore,
+  async fn() {
+    await using server = new EchoServer(listen({ name: uniqueName(), mode: "byte", security: "everyone" }));
+    await using client = await connectDenoUnix({ name: server.listener.path, mode: "byte" });
+    assert.equal(client.peerPid, 0);
+    await client.writeMessage(encoder.encode("hello"));
+    assert.equal(decoder.decode((await within(client.readMessage(), "the echo"))!), "hello");
+    await assert.rejects(connectDenoUnix({ name: uniqueName(), timeout: 20 }), Deno.errors.NotFound);
+    await client.close();
+    await assert.rejects(client.read(new Uint8Array(1)), Deno.errors.BadResource);
   },
 });

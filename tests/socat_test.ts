@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { connect, listen, pipePath } from "../pipe/posix/mod.ts";
+import { connect, listen, pipePath } from "../mod.ts";
 
 const WAIT_MS = 20_000;
 const encoder = new TextEncoder();

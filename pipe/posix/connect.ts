@@ -12,6 +12,7 @@ import { errnoError, pipeError } from "../errors.ts";
 import type { ConnectOptions, PipeConn } from "../types.ts";
 import { PosixConn } from "./connection.ts";
 import { pipePath } from "./path.ts";
+import { poller } from "./poller.ts";
 import { closeFd, configureSocket, DEFAULT_MAX_MESSAGE, openSocket, socketAddress } from "./socket.ts";
 
 const DEFAULT_TIMEOUT = 2000;
@@ -22,7 +23,12 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   const mode = options.mode ?? "message";
   const path = pipePath(options.name, options.server ?? ".");
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
-  const deadline = performance.now() + (options.timeout ?? DEFAULT_TIMEOUT);
+  const timeout = options.timeout ?? DEFAULT_TIMEOUT;
+  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > 0x7fff_ffff) {
+    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
+  }
+  const deadline = performance.now() + timeout;
   const [address, length] = socketAddress(path, "connect to");
   let backoff = 1;
   while (true) {
@@ -35,7 +41,12 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
       closeFd(fd);
       throw error;
     }
-    if (code === 0) return new PosixConn(fd, path, mode, maxMessageSize);
+    if (code === 0) {
+      const conn = new PosixConn(fd, path, mode, maxMessageSize);
+      // A server in this process takes the connection in before the caller goes on.
+      await poller.settle();
+      return conn;
+    }
     closeFd(fd);
     if (code === EINTR) continue;
     const remaining = deadline - performance.now();

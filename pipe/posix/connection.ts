@@ -27,7 +27,7 @@ export class PosixConn implements PipeConn {
   #onClose: (() => void) | undefined;
   /** The unread tail of a message that `read()` got into a smaller buffer. */
   #leftover: Uint8Array | null = null;
-  /** Byte-mode writes in progress, so that two `writeMessage` calls do not interleave. */
+  /** Writes waiting for room, so that later writes queue behind them instead of overtaking. */
   #writeTail: Promise<unknown> = Promise.resolve();
   #writing = 0;
 
@@ -130,37 +130,52 @@ export class PosixConn implements PipeConn {
   }
 
   async writeMessage(data: Uint8Array): Promise<void> {
-    if (this.mode === "message") {
-      await this.#send(data, true);
-      return;
-    }
-    if (this.#writing === 0) {
-      // Fast path: nothing queued, and usually the whole buffer fits at once.
-      const n = this.closed ? -1 : sendBytes(this.#fd, data);
+    const message = this.mode === "message";
+    if (this.#writing === 0 && !this.closed) {
+      // Fast path: nothing queued, and usually the whole message fits at once.
+      const n = sendBytes(this.#fd, data);
       if (n === data.length) return;
-      if (n > 0) data = data.subarray(n);
+      if (n >= 0) {
+        if (message) throw this.#partial(n, data.length);
+        data = data.subarray(n);
+      } else if (n !== -EAGAIN && n !== -EINTR) {
+        throw errnoError(-n, "write to", this.path);
+      }
     }
+    await this.#queue(async () => {
+      if (message) await this.#send(data, true);
+      else for (let rest = data; rest.length > 0;) rest = rest.subarray(await this.#send(rest, false));
+    });
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    if (this.mode === "message") {
+      await this.writeMessage(p);
+      return p.length;
+    }
+    return await this.#queue(() => this.#send(p, false));
+  }
+
+  /** Run `task` after the writes already waiting, so that writes leave in the order they were made. */
+  async #queue<T>(task: () => Promise<T>): Promise<T> {
     this.#writing++;
     const previous = this.#writeTail;
-    const done = (async () => {
-      await previous.catch(() => {});
-      let rest = data;
-      while (rest.length > 0) rest = rest.subarray(await this.#send(rest, false));
-    })();
+    const done = previous.catch(() => {}).then(task);
     this.#writeTail = done;
     try {
-      await done;
+      return await done;
     } finally {
       this.#writing--;
     }
   }
 
-  async write(p: Uint8Array): Promise<number> {
-    if (this.mode === "message") {
-      await this.#send(p, true);
-      return p.length;
-    }
-    return await this.#send(p, false);
+  #partial(sent: number, length: number): Error {
+    return pipeError(
+      Error,
+      "write to",
+      this.path,
+      `only ${sent} of ${length} bytes of the message were sent`,
+    );
   }
 
   /** One `send`, waiting while the socket is full; returns the bytes sent. */
@@ -169,14 +184,7 @@ export class PosixConn implements PipeConn {
       if (this.closed) throw closedError("write to", this.path);
       const n = sendBytes(this.#fd, data);
       if (n >= 0) {
-        if (whole && n !== data.length) {
-          throw pipeError(
-            Error,
-            "write to",
-            this.path,
-            `only ${n} of ${data.length} bytes of the message were sent`,
-          );
-        }
+        if (whole && n !== data.length) throw this.#partial(n, data.length);
         return n;
       }
       if (n === -EAGAIN) {

@@ -10,9 +10,13 @@
  * from a stale socket file left by a crashed server (connection refused), which is replaced and
  * reported (a warning log and `describe().replacedStale`).
  *
- * `maxInstances`: a client beyond the limit is accepted and closed at once, so it sees end of stream
- * instead of waiting in the backlog. `pendingInstances` is the `listen` backlog: more clients than
- * that connecting at the same instant get `EAGAIN`, which `connect()` retries like `ERROR_PIPE_BUSY`.
+ * A server that is between `bind` and `listen` also refuses connections; ours never is (the name
+ * appears only once listening), but another program's may briefly look stale.
+ *
+ * `maxInstances` (1 to 255, where 255 means unlimited as on Windows): a client beyond the limit is
+ * accepted and closed at once, so it sees end of stream instead of waiting in the backlog.
+ * `pendingInstances` is the `listen` backlog: more clients than that connecting at the same instant
+ * get `EAGAIN`, which `connect()` retries like `ERROR_PIPE_BUSY`.
  *
  * @module
  */
@@ -48,11 +52,33 @@ import {
 
 const log = getLogger(["namedpipe", "posix"]);
 
-/** Unlimited, like `PIPE_UNLIMITED_INSTANCES`. */
-const DEFAULT_MAX_INSTANCES = 255;
+/** `PIPE_UNLIMITED_INSTANCES`: 255 means no limit, as on Windows. */
+const UNLIMITED_INSTANCES = 255;
+const INT_MAX = 0x7fff_ffff;
 const DEFAULT_PENDING_INSTANCES = 4;
 /** Attempts to take a name whose stale socket another process may be replacing at the same time. */
 const LINK_ATTEMPTS = 3;
+
+/** `value` (or `fallback`) checked to be an integer in `[min, max]`, like the Windows backend does. */
+function integer(
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+  what: string,
+  path: string,
+): number {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw pipeError(
+      RangeError,
+      "listen on",
+      path,
+      `${what} must be an integer from ${min} to ${max}, not ${n}`,
+    );
+  }
+  return n;
+}
 
 /** What the POSIX listener reports about itself. */
 export interface PosixPipeDescription extends PipeDescription {
@@ -77,15 +103,31 @@ export class PosixListener implements PipeListener {
     this.path = path;
     this.mode = options.mode ?? "message";
     this.#options = options;
-    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
-    this.#maxInstances = options.maxInstances ?? DEFAULT_MAX_INSTANCES;
+    this.#maxMessageSize = integer(
+      options.maxMessageSize,
+      DEFAULT_MAX_MESSAGE,
+      0,
+      INT_MAX,
+      "maxMessageSize",
+      path,
+    );
+    const maxInstances = integer(options.maxInstances, UNLIMITED_INSTANCES, 1, 255, "maxInstances", path);
+    this.#maxInstances = maxInstances === UNLIMITED_INSTANCES ? Infinity : maxInstances;
+    integer(options.bufferSize, 0, 0, INT_MAX, "bufferSize", path);
+    const pendingInstances = integer(
+      options.pendingInstances,
+      DEFAULT_PENDING_INSTANCES,
+      1,
+      255,
+      "pendingInstances",
+      path,
+    );
     const fileMode = options.security === "everyone" ? 0o666 : 0o600;
     const fd = openSocket(this.mode, "listen on", path);
     try {
       // Accepted sockets inherit SO_PASSCRED; their send buffer is set after accept.
       configureSocket(fd, this.mode, this.#maxMessageSize, options.bufferSize, path, "listen on");
-      const backlog = Math.max(1, options.pendingInstances ?? DEFAULT_PENDING_INSTANCES);
-      const placed = bindPrivately(fd, path, fileMode, backlog);
+      const placed = bindPrivately(fd, path, fileMode, Math.min(pendingInstances, maxInstances));
       this.#ino = placed.ino;
       this.#replacedStale = placed.replacedStale;
       try {
@@ -207,7 +249,19 @@ function bindPrivately(
   // `CoreFxPipe_` name in the same directory.
   socketAddress(path, "listen on");
   const template = cString(`${directory}/.np-XXXXXX`);
-  if (c.mkdtemp(template) === null) throw errnoError(errno(), "create a private directory for", path);
+  if (c.mkdtemp(template) === null) {
+    const code = errno();
+    if (code === ENOENT) {
+      throw pipeError(
+        Deno.errors.NotFound,
+        "listen on",
+        path,
+        `directory "${directory}" does not exist`,
+        code,
+      );
+    }
+    throw errnoError(code, "create a private directory for", path);
+  }
   const privateDirectory = new TextDecoder().decode(template.subarray(0, template.length - 1));
   const privatePath = `${privateDirectory}/s`;
   const privateName = cString(privatePath);

@@ -15,21 +15,24 @@
  *   `maxMessageSize` but capped by `net.core.wmem_max` for unprivileged processes.
  * - `rejectRemoteClients` needs nothing (Unix sockets are local); `firstInstance: false` cannot share
  *   a path between servers, so a live name is refused either way.
- * - Linux only: macOS lacks `epoll` and `SOCK_SEQPACKET` for Unix sockets, so there both calls throw
- *   `Deno.errors.NotSupported`, untested rather than half-working.
+ * - macOS has neither `epoll` nor `SOCK_SEQPACKET` for Unix sockets: message mode throws
+ *   `Deno.errors.NotSupported`, and byte mode runs over Deno's own Unix sockets (`deno_unix.ts`,
+ *   which the Linux tests exercise directly; it needs `--allow-read` and `--allow-write`).
  *
  * @module
  */
 import { pipeError } from "../errors.ts";
 import type { ConnectOptions, ListenOptions, PipeConn, PipeListener, PipeMode } from "../types.ts";
 import { connect as connectSocket } from "./connect.ts";
+import { connectDenoUnix, listenDenoUnix, openHandleCount as denoUnixHandleCount } from "./deno_unix.ts";
 import { PosixListener } from "./listener.ts";
 import { pipePath } from "./path.ts";
 import { poller } from "./poller.ts";
 
 export { pipePath };
 
-function checkPlatform(mode: PipeMode | undefined, action: string, name: string): void {
+/** Whether this call goes to Deno's own sockets (macOS byte mode) rather than the libc engine. */
+function checkPlatform(mode: PipeMode | undefined, action: string, name: string): boolean {
   if (mode !== undefined && mode !== "message" && mode !== "byte") {
     throw pipeError(TypeError, action, name, `unknown mode "${mode}" (expected "message" or "byte")`);
   }
@@ -41,14 +44,11 @@ function checkPlatform(mode: PipeMode | undefined, action: string, name: string)
       "message mode needs SOCK_SEQPACKET Unix sockets, which macOS does not have",
     );
   }
+  if (Deno.build.os === "darwin") return true;
   if (Deno.build.os !== "linux") {
-    throw pipeError(
-      Deno.errors.NotSupported,
-      action,
-      name,
-      `the POSIX backend runs on Linux only, not ${Deno.build.os}`,
-    );
+    throw pipeError(Deno.errors.NotSupported, action, name, `no named pipe backend for ${Deno.build.os}`);
   }
+  return false;
 }
 
 /**
@@ -65,7 +65,7 @@ export function listen(options: ListenOptions): PipeListener {
   if (security !== "user" && security !== "everyone") {
     throw pipeError(TypeError, "listen on", options.name, `unknown security "${security}"`);
   }
-  checkPlatform(options.mode, "listen on", options.name);
+  if (checkPlatform(options.mode, "listen on", options.name)) return listenDenoUnix(options);
   return new PosixListener(options, pipePath(options.name));
 }
 
@@ -75,11 +75,11 @@ export function listen(options: ListenOptions): PipeListener {
  * @throws {Deno.errors.TimedOut} when the server's backlog stayed full
  */
 export async function connect(options: ConnectOptions): Promise<PipeConn> {
-  checkPlatform(options.mode, "connect to", options.name);
+  if (checkPlatform(options.mode, "connect to", options.name)) return await connectDenoUnix(options);
   return await connectSocket(options);
 }
 
 /** Descriptors the engine holds open: sockets plus the epoll instance and its eventfd. */
 export function openHandleCount(): number {
-  return poller.sockets + poller.ownHandles;
+  return poller.sockets + poller.ownHandles + denoUnixHandleCount();
 }

@@ -9,6 +9,16 @@
  *
  * @module
  */
+import { getenv } from "../../ffi/libc.ts";
+
+/**
+ * `TMPDIR` as the process has it. On Linux it is read through libc, so that naming a pipe needs no
+ * `--allow-env` beyond the `--allow-ffi` the backend needs anyway, and gives the same path whatever
+ * the permissions.
+ */
+function tempDirectory(): string | undefined {
+  return Deno.build.os === "linux" ? getenv("TMPDIR") : Deno.env.get("TMPDIR");
+}
 
 /** The prefix .NET puts before a pipe name in the temp directory. */
 export const DOTNET_PREFIX = "CoreFxPipe_";
@@ -30,6 +40,6 @@ export function pipePath(name: string, server = "."): string {
   if (bare === "" || /[/\0]/.test(bare)) {
     throw new TypeError(`Cannot use pipe "${name}": invalid pipe name (empty, or containing "/" or NUL)`);
   }
-  const temp = (Deno.env.get("TMPDIR") || "/tmp").replace(/\/+$/, "");
+  const temp = (tempDirectory() || "/tmp").replace(/\/+$/, "");
   return `${temp}/${DOTNET_PREFIX}${bare}`;
 }

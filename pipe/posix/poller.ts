@@ -43,6 +43,8 @@ const WAKE_TOKEN = 0;
 
 const READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 const WRITE_EVENTS = EPOLLOUT | EPOLLHUP | EPOLLERR;
+/** What an eventfd write adds: 1 (native-endian u64). */
+const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /** One socket in the epoll set, with the operations waiting for it to become ready. */
 export class Registration {
@@ -142,13 +144,13 @@ class Poller {
     libc().epoll_ctl(this.#epfd, EPOLL_CTL_DEL, registration.fd, epollEvent(0, 0));
     this.#wakeAll(registration.readers);
     this.#wakeAll(registration.writers);
-    if (this.#waiting === 0 && this.#blocked) {
-      // Nothing else waits: end the blocked epoll_wait now.
-      const one = new Uint8Array(8);
-      one[0] = 1;
-      libc().write(this.#wakefd, one, 8n);
-    }
+    // Nothing else waits: end the blocked epoll_wait now.
+    if (this.#waiting === 0 && this.#blocked) this.#wake();
     this.#closeIfUnused();
+  }
+
+  #wake(): void {
+    libc().write(this.#wakefd, ONE, 8n);
   }
 
   /** Wait until the socket may be readable again (after `EAGAIN`). */
@@ -170,6 +172,24 @@ class Poller {
       registration.watchingWrites = true;
     }
     return this.#wait(registration, registration.writers);
+  }
+
+  /**
+   * Let the operations this process just made ready run before going on. A client that connects
+   * to a server in the same process and closes at once, over and over, never yields to the event
+   * loop; without this the server would only see its connections in bursts, and those still in
+   * the backlog when it closes would be lost. With a wait blocked on a worker thread, the eventfd
+   * ends it (it returns every ready event at once); otherwise a zero-timeout drain does the job.
+   */
+  async settle(): Promise<void> {
+    if (this.#epfd < 0 || this.#waiting === 0) return;
+    if (this.#blocked) {
+      this.#wake();
+      await this.#blocked;
+      return;
+    }
+    const count = libc().epoll_wait(this.#epfd, this.#drainEvents, BATCH, 0);
+    if (count > 0) this.#dispatch(this.#drainView, count);
   }
 
   /** Resolves once no `epoll_wait` is blocked on a worker thread, or at once if others still wait. */

@@ -11,6 +11,7 @@ import {
   libc,
   MSG_CMSG_CLOEXEC,
   MSG_NOSIGNAL,
+  MSG_PEEK,
   MSG_TRUNC,
   SCM_CREDENTIALS,
   SO_PASSCRED,
@@ -32,6 +33,10 @@ import type { PipeMode } from "../types.ts";
 export const MAX_PATH_BYTES = 107;
 /** Default largest message, like the Windows backend. */
 export const DEFAULT_MAX_MESSAGE = 1024 * 1024;
+/** Up to this `maxMessageSize`, one buffer of that size takes any message in one call. */
+const EAGER_RECEIVE_LIMIT = 4 * 1024 * 1024;
+/** The kernel takes at most `INT_MAX / 2` for `SO_SNDBUF`. */
+const MAX_SNDBUF = 0x3fff_ffff;
 /** Room the kernel keeps in `SO_SNDBUF` beside a datagram's payload. */
 const SNDBUF_SLACK = 4096;
 
@@ -84,7 +89,8 @@ function getInt(fd: number, name: number): number {
 
 /**
  * Prepare a socket for a connection: credentials on every message (message mode: tells an empty
- * message from end of stream), and a send buffer that fits the largest message.
+ * message from end of stream), and a send buffer that fits the largest message. `bufferSize` can
+ * raise the socket buffers, never shrink them.
  * A `SOCK_SEQPACKET` message must fit the sender's `SO_SNDBUF` whole (`EMSGSIZE` otherwise); the
  * kernel caps the value at `net.core.wmem_max` unless the process may use `SO_SNDBUFFORCE`.
  */
@@ -99,16 +105,17 @@ export function configureSocket(
   if (mode === "message") {
     const code = setInt(fd, SO_PASSCRED, 1);
     if (code) throw errnoError(code, action, path);
-    const wanted = Math.max(bufferSize ?? 0, maxMessageSize + SNDBUF_SLACK);
+    const wanted = Math.min(Math.max(bufferSize ?? 0, maxMessageSize + SNDBUF_SLACK), MAX_SNDBUF);
     // The kernel doubles the value it is given and keeps half for bookkeeping.
     if (getInt(fd, SO_SNDBUF) < wanted + SNDBUF_SLACK) {
       setInt(fd, SO_SNDBUF, wanted);
       if (getInt(fd, SO_SNDBUF) < wanted) setInt(fd, SO_SNDBUFFORCE, wanted);
     }
   } else if (bufferSize !== undefined) {
-    // A hint only: the kernel enforces its own minimum and maximum.
-    setInt(fd, SO_SNDBUF, bufferSize);
-    setInt(fd, SO_RCVBUF, bufferSize);
+    // A hint that only raises the defaults: Windows' 4096-byte default would starve a stream here.
+    const wanted = Math.min(bufferSize, MAX_SNDBUF);
+    if (getInt(fd, SO_SNDBUF) < wanted) setInt(fd, SO_SNDBUF, wanted);
+    if (getInt(fd, SO_RCVBUF) < wanted) setInt(fd, SO_RCVBUF, wanted);
   }
 }
 
@@ -139,7 +146,8 @@ const header = new Uint8Array(new ArrayBuffer(56)); // struct msghdr
 const headerView = new DataView(header.buffer);
 const vector = new Uint8Array(new ArrayBuffer(16)); // struct iovec
 const vectorView = new DataView(vector.buffer);
-const control = new Uint8Array(new ArrayBuffer(64)); // room for one SCM_CREDENTIALS, nothing more
+// CMSG_SPACE(sizeof(struct ucred)): room for the credentials and not one descriptor more.
+const control = new Uint8Array(new ArrayBuffer(32));
 const controlView = new DataView(control.buffer);
 
 function address(buffer: Uint8Array): bigint {
@@ -165,15 +173,15 @@ function growScratch(size: number): void {
  * `SCM_RIGHTS` do not fit, and the kernel closes them instead of installing them here.
  */
 export function receiveMessage(fd: number, maxSize: number): Received {
-  if (scratch.length < Math.max(maxSize, 1)) growScratch(Math.max(maxSize, 1));
-  vectorView.setBigUint64(8, BigInt(maxSize), true); // iov_len
-  headerView.setBigUint64(40, BigInt(control.length), true); // msg_controllen
-  headerView.setInt32(48, 0, true); // msg_flags
-  const n = Number(libc().recvmsg(fd, header, MSG_TRUNC | MSG_CMSG_CLOEXEC));
-  if (n < 0) {
-    const code = errno();
-    return code === EAGAIN ? { kind: "again" } : { kind: "error", errno: code };
+  let room = maxSize;
+  if (maxSize > EAGER_RECEIVE_LIMIT) {
+    // A huge limit: learn this message's size first rather than keep a buffer of the limit's size.
+    const size = receiveInto(fd, 0, MSG_PEEK | MSG_TRUNC);
+    if (size < 0) return failed(-size);
+    room = Math.min(size, maxSize);
   }
+  const n = receiveInto(fd, room, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+  if (n < 0) return failed(-n);
   if (n > maxSize) return { kind: "too large", size: n };
   if (n === 0) {
     const controlLength = Number(headerView.getBigUint64(40, true));
@@ -182,6 +190,20 @@ export function receiveMessage(fd: number, maxSize: number): Received {
     return hasCredentials ? { kind: "message", data: new Uint8Array(0) } : { kind: "end" };
   }
   return { kind: "message", data: scratch.slice(0, n) };
+}
+
+/** `recvmsg` of up to `room` bytes into the scratch buffer: the message's length, or `-errno`. */
+function receiveInto(fd: number, room: number, flags: number): number {
+  if (scratch.length < Math.max(room, 1)) growScratch(Math.max(room, 1));
+  vectorView.setBigUint64(8, BigInt(room), true); // iov_len
+  headerView.setBigUint64(40, BigInt(control.length), true); // msg_controllen
+  headerView.setInt32(48, 0, true); // msg_flags
+  const n = Number(libc().recvmsg(fd, header, flags));
+  return n < 0 ? -errno() : n;
+}
+
+function failed(code: number): Received {
+  return code === EAGAIN ? { kind: "again" } : { kind: "error", errno: code };
 }
 
 /** `recv` into `buffer`: bytes read, 0 at end of stream, or `-errno`. */

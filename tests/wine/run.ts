@@ -21,7 +21,7 @@ of deno.exe; all cached in .cache/wine/) and then runs:
   no arguments        deno test -A tests/
   DENO TEST ARGS      deno test -A ARGS (files, --filter ...)
   --exec SCRIPT ARGS  deno run -A SCRIPT ARGS
-Output is written to .cache/wine/last-run.log and echoed as it grows.`;
+Output is written to .cache/wine/run-PID.log and echoed as it grows.`;
 
 /** Run `deno test -A args` under Wine and read its summary; a missing Wine becomes a skipped suite. */
 export async function runWindowsSuite(args: string[] = ["tests/"]): Promise<SuiteResult> {
@@ -35,7 +35,8 @@ export async function runWindowsSuite(args: string[] = ["tests/"]): Promise<Suit
     }
     throw error;
   }
-  const logFile = `${CACHE}/last-run.log`;
+  // One log per run: suites may run side by side in the same prefix.
+  const logFile = `${CACHE}/run-${Deno.pid}.log`;
   let output = "";
   const code = await wineCommand(deno, [deno.exe, "test", "-A", ...args], logFile, undefined, (text) => {
     output += text;
@@ -69,7 +70,7 @@ async function main(args: string[]): Promise<number> {
     return await wineCommand(
       deno,
       [deno.exe, "run", "-A", ...args.slice(1)],
-      `${CACHE}/last-run.log`,
+      `${CACHE}/run-${Deno.pid}.log`,
       undefined,
       (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
     );

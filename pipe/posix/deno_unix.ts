@@ -1,0 +1,250 @@
+/**
+ * Byte mode over Deno's own Unix sockets (`Deno.listen`/`Deno.connect` with `transport: "unix"`),
+ * for macOS, where the libc engine cannot run (no `epoll`) and message mode cannot exist (no
+ * `SOCK_SEQPACKET` for Unix sockets). It follows the same rules as the libc listener: bound in a
+ * private 0700 directory, mode 0600 (0666 for `"everyone"`), hard-linked into place, the file removed
+ * on close. Two differences: a stale socket left by a crashed server is refused rather than replaced
+ * (telling it from a live one needs a `connect`, which Deno only offers asynchronously, and
+ * `listen()` is synchronous), and `peerPid` is 0 (Deno does not expose the peer's credentials).
+ * It needs `--allow-read` and `--allow-write` for the socket path.
+ *
+ * On Linux the tests run this module directly, so it is exercised even though it only serves macOS.
+ *
+ * @module
+ */
+import { closedError, pipeError } from "../errors.ts";
+import type { ConnectOptions, ListenOptions, PipeConn, PipeDescription, PipeListener } from "../types.ts";
+import { pipePath } from "./path.ts";
+
+const DEFAULT_MAX_MESSAGE = 1024 * 1024;
+const DEFAULT_TIMEOUT = 2000;
+const MAX_BACKOFF = 100;
+/** Bytes `readMessage()` takes at once: a stream has no messages. */
+const BYTE_CHUNK = 64 * 1024;
+/** `PIPE_UNLIMITED_INSTANCES`: 255 means no limit, as on Windows. */
+const UNLIMITED_INSTANCES = 255;
+
+/** Sockets this module holds open, for {@linkcode openHandleCount}. */
+let open = 0;
+
+/** Descriptors held open by the Deno-socket backend. */
+export function openHandleCount(): number {
+  return open;
+}
+
+function isClosedError(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted;
+}
+
+/** One end of a byte-mode connection over a `Deno.UnixConn`. */
+class DenoUnixConn implements PipeConn {
+  readonly path: string;
+  readonly mode = "byte" as const;
+  readonly peerPid = 0;
+  #conn: Deno.UnixConn;
+  #maxMessageSize: number;
+  #closed = false;
+  #onClose: (() => void) | undefined;
+
+  constructor(conn: Deno.UnixConn, path: string, maxMessageSize: number, onClose?: () => void) {
+    this.#conn = conn;
+    this.path = path;
+    this.#maxMessageSize = maxMessageSize;
+    this.#onClose = onClose;
+    open++;
+  }
+
+  async readMessage(): Promise<Uint8Array | null> {
+    const buffer = new Uint8Array(Math.min(BYTE_CHUNK, Math.max(this.#maxMessageSize, 1)));
+    const n = await this.read(buffer);
+    return n === null ? null : buffer.slice(0, n);
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    if (this.#closed) throw closedError("read from", this.path);
+    try {
+      return await this.#conn.read(p);
+    } catch (error) {
+      if (this.#closed && isClosedError(error)) throw closedError("read from", this.path);
+      if (error instanceof Deno.errors.ConnectionReset) return null;
+      throw error;
+    }
+  }
+
+  async writeMessage(data: Uint8Array): Promise<void> {
+    let rest = data;
+    while (rest.length > 0) rest = rest.subarray(await this.write(rest));
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    if (this.#closed) throw closedError("write to", this.path);
+    try {
+      return await this.#conn.write(p);
+    } catch (error) {
+      if (this.#closed && isClosedError(error)) throw closedError("write to", this.path);
+      throw error;
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    open--;
+    this.#conn.close();
+    this.#onClose?.();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A byte-mode listener over a `Deno.UnixListener`. */
+class DenoUnixListener implements PipeListener {
+  readonly path: string;
+  readonly mode = "byte" as const;
+  #listener: Deno.UnixListener;
+  #ino: number | null;
+  #maxMessageSize: number;
+  #maxInstances: number;
+  #instances = 0;
+  #closed = false;
+
+  constructor(options: ListenOptions, path: string) {
+    this.path = path;
+    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
+    const maxInstances = options.maxInstances ?? UNLIMITED_INSTANCES;
+    this.#maxInstances = maxInstances >= UNLIMITED_INSTANCES ? Infinity : maxInstances;
+    const fileMode = options.security === "everyone" ? 0o666 : 0o600;
+    const directory = path.slice(0, Math.max(path.lastIndexOf("/"), 1));
+    const privateDirectory = Deno.makeTempDirSync({ dir: directory, prefix: ".np-" }); // mode 0700
+    const privatePath = `${privateDirectory}/s`;
+    try {
+      this.#listener = Deno.listen({ transport: "unix", path: privatePath });
+      try {
+        Deno.chmodSync(privatePath, fileMode);
+        linkIntoPlace(privatePath, path);
+        this.#ino = Deno.lstatSync(path).ino;
+      } catch (error) {
+        this.#listener.close();
+        throw error;
+      }
+    } finally {
+      Deno.removeSync(privateDirectory, { recursive: true });
+    }
+    open++;
+  }
+
+  async accept(): Promise<PipeConn> {
+    while (true) {
+      if (this.#closed) throw closedError("accept on", this.path);
+      let conn: Deno.UnixConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closed || isClosedError(error)) throw closedError("accept on", this.path);
+        throw error;
+      }
+      if (this.#instances >= this.#maxInstances) {
+        conn.close();
+        continue;
+      }
+      this.#instances++;
+      return new DenoUnixConn(conn, this.path, this.#maxMessageSize, () => this.#instances--);
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+    while (true) {
+      try {
+        yield await this.accept();
+      } catch (error) {
+        if (this.#closed && error instanceof Deno.errors.BadResource) return;
+        throw error;
+      }
+    }
+  }
+
+  describe(): PipeDescription {
+    let fileMode: number | undefined;
+    try {
+      fileMode = (Deno.lstatSync(this.path).mode ?? 0) & 0o7777;
+    } catch {
+      fileMode = undefined;
+    }
+    return { path: this.path, mode: this.mode, fileMode };
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    open--;
+    try {
+      // Another server may have replaced our file since: leave theirs alone.
+      if (Deno.lstatSync(this.path).ino === this.#ino) Deno.removeSync(this.path);
+    } catch {
+      // Already gone.
+    }
+    this.#listener.close();
+    return Promise.resolve();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * `link` the bound socket to `path`. A socket file already there is refused, live or not: telling
+ * a stale one apart needs a connection attempt, and Deno offers no synchronous `connect` for
+ * `listen()` to make.
+ */
+function linkIntoPlace(privatePath: string, path: string): void {
+  try {
+    Deno.linkSync(privatePath, path);
+    return;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  const isSocket = Deno.lstatSync(path).isSocket;
+  throw pipeError(
+    Deno.errors.AddrInUse,
+    "listen on",
+    path,
+    isSocket
+      ? "name already in use (if no server runs, a crashed one left the file: remove it)"
+      : "a file that is not a socket has that name",
+    98,
+  );
+}
+
+/** Listen in byte mode with Deno's own Unix sockets. */
+export function listenDenoUnix(options: ListenOptions): PipeListener {
+  return new DenoUnixListener(options, pipePath(options.name));
+}
+
+/** Connect in byte mode with Deno's own Unix sockets, retrying a missing socket until `timeout`. */
+export async function connectDenoUnix(options: ConnectOptions): Promise<PipeConn> {
+  const path = pipePath(options.name, options.server ?? ".");
+  const deadline = performance.now() + (options.timeout ?? DEFAULT_TIMEOUT);
+  let backoff = 1;
+  while (true) {
+    try {
+      const conn = await Deno.connect({ transport: "unix", path });
+      return new DenoUnixConn(conn, path, options.maxMessageSize ?? DEFAULT_MAX_MESSAGE);
+    } catch (error) {
+      const retriable = error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.ConnectionRefused;
+      const remaining = deadline - performance.now();
+      if (!retriable || remaining <= 0) {
+        if (retriable) {
+          throw pipeError(Deno.errors.NotFound, "connect to", path, "no server is listening", 2);
+        }
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, remaining)));
+      backoff = Math.min(backoff * 2, MAX_BACKOFF);
+    }
+  }
+}
