@@ -218,6 +218,7 @@ static void hold_idle(int n, const char *stopfile, double max_seconds) {
   while (!file_exists(stopfile) && now() < deadline) sleep_ms(10);
   for (int i = 0; i < n; i++) close_conn(conns[i]);
   printf("ok mode=idle clients=%d\n", n);
+  fflush(stdout); /* before exit: a Wine process's exit-time flush has been seen to lose it */
 }
 
 int main(int argc, char **argv) {
@@ -266,5 +267,6 @@ int main(int argc, char **argv) {
   double mbps = !strcmp(kind, "thr") ? rate * BULK_BYTES / 1e6 : 0;
   printf("ok mode=%s clients=%d ops=%ld seconds=%.3f rate=%.1f mbps=%.2f\n", kind, clients, ops, seconds, rate,
          mbps);
+  fflush(stdout);
   return 0;
 }

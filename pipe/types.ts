@@ -72,11 +72,52 @@ export interface PipeConn {
   readMessage(): Promise<Uint8Array | null>;
   /** Write one whole message (in byte mode: all the bytes). */
   writeMessage(data: Uint8Array): Promise<void>;
-  /** Read up to `p.length` bytes; `null` at end of stream. */
+  /**
+   * Read up to `p.length` bytes; `null` at end of stream. In message mode a message longer than `p`
+   * is handed out over several reads, and a zero-length message reads as end of stream (`null`): it is
+   * what the peer's {@linkcode PipeConn.closeWrite} sends.
+   */
   read(p: Uint8Array): Promise<number | null>;
-  /** Write `p`; resolves to the number of bytes written. */
+  /** Write `p`; resolves to the number of bytes written. In message mode `p` is one message. */
   write(p: Uint8Array): Promise<number>;
-  /** Like the seed: flush, disconnect, close. Idempotent. */
+  /**
+   * The bytes the peer sends, as a byte stream (`Deno.Conn.readable`), created on first use. It pulls
+   * one {@linkcode PipeConn.read} of up to 64 KiB only when its consumer asks for more, so a consumer
+   * that stops reading stops the peer's writer (the pipe's buffer fills up) instead of growing memory.
+   * It ends where `read()` returns `null` (see {@linkcode PipeConn.closeWrite}); cancelling it closes
+   * the connection. In message mode it carries the messages' bytes without their boundaries.
+   */
+  readonly readable: ReadableStream<Uint8Array>;
+  /**
+   * A stream writing to the pipe (`Deno.Conn.writable`), created on first use. Each chunk resolves
+   * once the pipe has accepted all of its bytes, so a writer awaiting `writer.write()` or piping into
+   * it goes no faster than the peer reads. In message mode each non-empty chunk is one message (empty
+   * chunks are skipped: an empty message means end of stream). Closing it calls
+   * {@linkcode PipeConn.closeWrite}; aborting it closes the connection.
+   */
+  readonly writable: WritableStream<Uint8Array>;
+  /**
+   * Half-close: finish writing while still reading the peer's answer. Waits for the writes already
+   * made, tells the peer as far as the pipe allows, then makes later writes on this end reject with
+   * `Deno.errors.BrokenPipe`. Reads go on. Idempotent; rejects with `Deno.errors.BadResource` after
+   * {@linkcode PipeConn.close}.
+   *
+   * What the peer sees, the same on both backends except where the pipe cannot tell:
+   * - message mode: a zero-length message (go-winio's `CloseWrite`). The peer's `read()` and
+   *   `readable` report it as end of stream; its `readMessage()` returns it as an empty message and
+   *   goes on to the next one.
+   * - byte mode on Linux: `shutdown(SHUT_WR)`. The peer's reads return `null` once it has read
+   *   everything sent before, and it may still write back.
+   * - byte mode on Windows: byte-mode named pipes have no half-close (a zero-length write sends
+   *   nothing), so the peer sees end of stream only when this end is closed. Portable byte-mode
+   *   protocols therefore delimit their own messages (HTTP's `Content-Length`, a length prefix) and
+   *   never wait for end of stream before answering.
+   */
+  closeWrite(): Promise<void>;
+  /**
+   * Close both directions: the peer reads what was already sent, then end of stream. Pending reads
+   * and writes on this end reject with `Deno.errors.BadResource`. Idempotent.
+   */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

@@ -24,6 +24,30 @@ Deno.test("16 concurrent clients each do 100 round trips and every reply is corr
   assert.equal(server.accepted, 16);
 });
 
+Deno.test("300 clients connected at once are all served (instances are unlimited by default)", async () => {
+  await using server = serve({ name: uniqueName("many") });
+  const clients = [];
+  try {
+    for (let i = 0; i < 300; i++) {
+      clients.push(await connect({ name: server.listener.path, timeout: 10_000 }));
+    }
+    for (const [i, client] of clients.entries()) await client.writeMessage(pattern(4, i));
+    for (const [i, client] of clients.entries()) {
+      assert.deepEqual(await within(client.readMessage(), 5000, `client ${i}'s echo`), pattern(4, i));
+    }
+  } finally {
+    for (const client of clients) await client.close();
+  }
+});
+
+Deno.test("peerPid names this process on both ends of a pipe it serves to itself", async () => {
+  await using listener = listen({ name: uniqueName("peer") });
+  await using client = await connect({ name: listener.path });
+  await using conn = await within(listener.accept(), 5000, "the accept");
+  assert.equal(conn.peerPid, Deno.pid);
+  assert.equal(client.peerPid, Deno.pid);
+});
+
 Deno.test("a client that connects and leaves before being accepted does not stall the server", async () => {
   await using server = serve({ name: uniqueName("leaver") });
   for (let i = 0; i < 5; i++) {
@@ -64,6 +88,15 @@ Deno.test("listen() rejects a second server on the same name with AddrInUse", as
   assert.deepEqual(await within(client.readMessage(), 5000, "the echo"), pattern(4));
 });
 
+Deno.test("listen() rejects a second server on a name whose every instance is busy", async () => {
+  const name = uniqueName("twicebusy");
+  await using first = serve({ name, maxInstances: 1 });
+  await using client = await connect({ name: first.listener.path });
+  await client.writeMessage(pattern(1));
+  assert.deepEqual(await within(client.readMessage(), 5000, "the echo"), pattern(1));
+  assert.throws(() => listen({ name }), Deno.errors.AddrInUse);
+});
+
 Deno.test("connect() to a name nobody serves rejects with NotFound after its timeout", async () => {
   await assert.rejects(connect({ name: uniqueName("nobody"), timeout: 100 }), Deno.errors.NotFound);
 });
@@ -72,7 +105,7 @@ Deno.test("connect() waits for a server that appears before the timeout", async 
   const name = uniqueName("late");
   const connecting = connect({ name, timeout: 5000 });
   await new Promise((r) => setTimeout(r, 50));
-  await using server = serve({ name });
+  await using _server = serve({ name });
   await using client = await within(connecting, 6000, "the late connect");
   await client.writeMessage(pattern(8));
   assert.deepEqual(await within(client.readMessage(), 5000, "the echo"), pattern(8));

@@ -47,6 +47,60 @@ Deno.test("closing the server while a client is connecting does not hang", async
   }
 });
 
+Deno.test("closing the server while another process keeps connecting never hangs or leaks", async () => {
+  const name = uniqueName("hammer");
+  const before = openHandleCount();
+  const child = spawnFixture("hammer_client.ts", [name]);
+  try {
+    let accepted = 0;
+    for (let round = 0; round < 30; round++) {
+      const server = serve({ name });
+      // Let the other process connect a few times (the first round waits for it to start), then
+      // close in the middle of its attempts.
+      await within(
+        (async () => {
+          do await new Promise((r) => setTimeout(r, 20)); while (round === 0 && server.accepted === 0);
+        })(),
+        60_000,
+        "the other process to connect",
+      );
+      await within(server.stop(), 10_000, `round ${round}'s close`);
+      accepted += server.accepted;
+    }
+    assert.ok(accepted > 30, `only ${accepted} connections were accepted`);
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+  assert.equal(openHandleCount(), before);
+});
+
+Deno.test("a reply written just before the server closes the connection still reaches the client", async () => {
+  await using listener = listen({ name: uniqueName("lastwords") });
+  await using client = await connect({ name: listener.path });
+  const conn = await within(listener.accept(), 5000, "the accept");
+  await conn.writeMessage(pattern(1000, 1));
+  await conn.writeMessage(new Uint8Array(0));
+  // The client has read nothing yet: close() must neither wait for it nor discard what it wrote.
+  await within(conn.close(), 5000, "the close");
+  assert.deepEqual(await within(client.readMessage(), 5000, "the reply"), pattern(1000, 1));
+  assert.deepEqual(await within(client.readMessage(), 5000, "the empty reply"), new Uint8Array(0));
+  assert.equal(await within(client.readMessage(), 5000, "end of stream"), null);
+});
+
+Deno.test("a client that never reads does not block the server's close", async () => {
+  await using listener = listen({ name: uniqueName("neverreads"), bufferSize: 4096 });
+  await using client = await connect({ name: listener.path });
+  const conn = await within(listener.accept(), 5000, "the accept");
+  // More than the pipe buffer: this write stays pending because the client never reads.
+  const writing = conn.writeMessage(pattern(50_000)).catch((error) => error);
+  await within(conn.close(), 5000, "the close");
+  // Windows: the write was still pending and is cancelled. Linux: the socket buffer took it all.
+  const result = await within(writing, 5000, "the write to settle");
+  assert.ok(result === undefined || result instanceof Deno.errors.BadResource, String(result));
+  void client;
+});
+
 Deno.test("closing the server with no accept pending and no client does not hang", async () => {
   const listener = listen({ name: uniqueName("closeidle"), pendingInstances: 8 });
   await within(listener.close(), 5000, "the idle listener to close");
@@ -71,25 +125,13 @@ Deno.test("a pending readMessage() rejects with BadResource when its connection 
 
 Deno.test("a client process killed mid-session is seen as end of stream and the server goes on", async () => {
   const received: string[] = [];
-  await using server = serve({ name: uniqueName("killed") }, (m) => {
+  const peers: number[] = [];
+  await using server = serve({ name: uniqueName("killed") }, (m, conn) => {
     received.push(new TextDecoder().decode(m));
+    peers.push(conn.peerPid);
     return null;
   });
-  const config = new URL("../deno.json", import.meta.url);
-  const script = new URL("./fixtures/stuck_client.ts", import.meta.url);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      config.pathname.replace(/^\/([A-Za-z]:)/, "$1"),
-      script.href,
-      server.listener.path,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = spawnFixture("stuck_client.ts", [server.listener.path]);
   try {
     await within(
       (async () => {
@@ -99,6 +141,7 @@ Deno.test("a client process killed mid-session is seen as end of stream and the 
       "the child's message",
     );
     assert.equal(server.accepted, 1);
+    assert.equal(peers[0], child.pid, "peerPid names the client process");
   } finally {
     child.kill("SIGKILL");
     await child.status;
@@ -149,4 +192,22 @@ async function processHandleCounter(): Promise<() => number> {
   const { CURRENT_PROCESS, kernel32 } = await import("../ffi/kernel32.ts");
   const count = new Uint32Array(1);
   return () => kernel32().GetProcessHandleCount(CURRENT_PROCESS, count) ? count[0] : 0;
+}
+
+/** Run `tests/fixtures/<script>` in a child Deno with the project's config. */
+function spawnFixture(script: string, args: string[]): Deno.ChildProcess {
+  const config = new URL("../deno.json", import.meta.url);
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--config",
+      decodeURIComponent(config.pathname).replace(/^\/([A-Za-z]:)/, "$1"),
+      new URL(`./fixtures/${script}`, import.meta.url).href,
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
 }

@@ -7,11 +7,12 @@
  *
  * @module
  */
-import { EAGAIN, ECONNRESET, EINTR } from "../../ffi/libc.ts";
+import { EAGAIN, ECONNRESET, EINTR, ENOTCONN, EPIPE } from "../../ffi/libc.ts";
 import { closedError, errnoError, pipeError } from "../errors.ts";
+import { readableFrom, writableTo } from "../streams.ts";
 import type { PipeConn, PipeMode } from "../types.ts";
 import { poller, type Registration } from "./poller.ts";
-import { closeFd, peerPid, receiveBytes, receiveMessage, sendBytes } from "./socket.ts";
+import { closeFd, peerPid, receiveBytes, receiveMessage, sendBytes, shutdownWrite } from "./socket.ts";
 
 /** Bytes `readMessage()` takes at once in byte mode, where there are no messages. */
 const BYTE_CHUNK = 64 * 1024;
@@ -30,6 +31,10 @@ export class PosixConn implements PipeConn {
   /** Writes waiting for room, so that later writes queue behind them instead of overtaking. */
   #writeTail: Promise<unknown> = Promise.resolve();
   #writing = 0;
+  /** Set by `closeWrite()`: later writes reject. */
+  #writeClosed = false;
+  #readable?: ReadableStream<Uint8Array>;
+  #writable?: WritableStream<Uint8Array>;
 
   /**
    * Take ownership of a connected non-blocking socket.
@@ -49,6 +54,14 @@ export class PosixConn implements PipeConn {
       throw error;
     }
     this.peerPid = peerPid(fd);
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= readableFrom(this);
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= writableTo(this);
   }
 
   /** Whether `close()` was called (or the connection was dropped for an oversized message). */
@@ -122,7 +135,8 @@ export class PosixConn implements PipeConn {
     // Message mode: a message longer than `p` is kept and handed out by the next reads,
     // like ERROR_MORE_DATA on Windows.
     const message = await this.readMessage();
-    if (message === null) return null;
+    // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
+    if (message === null || message.length === 0) return null;
     const n = Math.min(p.length, message.length);
     p.set(message.subarray(0, n));
     if (n < message.length) this.#leftover = message.subarray(n);
@@ -131,6 +145,7 @@ export class PosixConn implements PipeConn {
 
   async writeMessage(data: Uint8Array): Promise<void> {
     const message = this.mode === "message";
+    if (this.#writeClosed && !this.closed) throw this.#writeClosedError();
     if (this.#writing === 0 && !this.closed) {
       // Fast path: nothing queued, and usually the whole message fits at once.
       const n = sendBytes(this.#fd, data);
@@ -153,7 +168,32 @@ export class PosixConn implements PipeConn {
       await this.writeMessage(p);
       return p.length;
     }
+    if (this.#writeClosed && !this.closed) throw this.#writeClosedError();
     return await this.#queue(() => this.#send(p, false));
+  }
+
+  /**
+   * Half-close, after the writes already queued: message mode sends a zero-length message, byte
+   * mode calls `shutdown(SHUT_WR)`. See {@linkcode PipeConn.closeWrite}.
+   */
+  async closeWrite(): Promise<void> {
+    if (this.closed) throw closedError("close writing to", this.path);
+    if (this.#writeClosed) return;
+    this.#writeClosed = true;
+    await this.#queue(async () => {
+      if (this.closed) throw closedError("close writing to", this.path);
+      if (this.mode === "message") {
+        await this.#send(new Uint8Array(0), true);
+      } else {
+        const code = shutdownWrite(this.#fd);
+        // ENOTCONN: the peer is already gone, so it has seen the end anyway.
+        if (code !== 0 && code !== ENOTCONN) throw errnoError(code, "close writing to", this.path);
+      }
+    });
+  }
+
+  #writeClosedError(): Error {
+    return pipeError(Deno.errors.BrokenPipe, "write to", this.path, "writing was closed (closeWrite)", EPIPE);
   }
 
   /** Run `task` after the writes already waiting, so that writes leave in the order they were made. */

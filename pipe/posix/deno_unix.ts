@@ -13,6 +13,7 @@
  * @module
  */
 import { closedError, pipeError } from "../errors.ts";
+import { readableFrom, writableTo } from "../streams.ts";
 import type { ConnectOptions, ListenOptions, PipeConn, PipeDescription, PipeListener } from "../types.ts";
 import { pipePath } from "./path.ts";
 
@@ -44,7 +45,10 @@ class DenoUnixConn implements PipeConn {
   #conn: Deno.UnixConn;
   #maxMessageSize: number;
   #closed = false;
+  #writeClosed = false;
   #onClose: (() => void) | undefined;
+  #readable?: ReadableStream<Uint8Array>;
+  #writable?: WritableStream<Uint8Array>;
 
   constructor(conn: Deno.UnixConn, path: string, maxMessageSize: number, onClose?: () => void) {
     this.#conn = conn;
@@ -52,6 +56,14 @@ class DenoUnixConn implements PipeConn {
     this.#maxMessageSize = maxMessageSize;
     this.#onClose = onClose;
     open++;
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= readableFrom(this);
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= writableTo(this);
   }
 
   async readMessage(): Promise<Uint8Array | null> {
@@ -78,12 +90,23 @@ class DenoUnixConn implements PipeConn {
 
   async write(p: Uint8Array): Promise<number> {
     if (this.#closed) throw closedError("write to", this.path);
+    if (this.#writeClosed) {
+      throw pipeError(Deno.errors.BrokenPipe, "write to", this.path, "writing was closed (closeWrite)", 32);
+    }
     try {
       return await this.#conn.write(p);
     } catch (error) {
       if (this.#closed && isClosedError(error)) throw closedError("write to", this.path);
       throw error;
     }
+  }
+
+  /** `shutdown(SHUT_WR)` through Deno, like the libc backend's byte mode. */
+  async closeWrite(): Promise<void> {
+    if (this.#closed) throw closedError("close writing to", this.path);
+    if (this.#writeClosed) return;
+    this.#writeClosed = true;
+    await this.#conn.closeWrite();
   }
 
   close(): Promise<void> {

@@ -14,6 +14,7 @@ import {
   MSG_PEEK,
   MSG_TRUNC,
   SCM_CREDENTIALS,
+  SHUT_WR,
   SO_PASSCRED,
   SO_PEERCRED,
   SO_RCVBUF,
@@ -216,6 +217,11 @@ export function receiveBytes(fd: number, buffer: Uint8Array): number {
 export function sendBytes(fd: number, data: Uint8Array): number {
   const n = Number(libc().send(fd, data, BigInt(data.length), MSG_NOSIGNAL));
   return n < 0 ? -errno() : n;
+}
+
+/** `shutdown(SHUT_WR)`: the peer reads end of stream. 0 or the errno. */
+export function shutdownWrite(fd: number): number {
+  return libc().shutdown(fd, SHUT_WR) < 0 ? errno() : 0;
 }
 
 /** `lstat`: the inode and mode of `path`, or the errno. */

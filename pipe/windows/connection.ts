@@ -18,10 +18,14 @@ import {
   kernel32,
   ntdll,
 } from "../../ffi/kernel32.ts";
+import { getLogger } from "@logtape/logtape";
 import { closedError, pipeError, win32Error } from "../errors.ts";
+import { readableFrom, writableTo } from "../streams.ts";
 import type { PipeConn, PipeMode } from "../types.ts";
 import { cancel, closeAssociated, type Completion, drained, submit } from "./completion_port.ts";
 import type { Handle } from "./handles.ts";
+
+const log = getLogger(["namedpipe", "windows"]);
 
 /** Read buffer: 64 KiB (tokio, libuv), so a small message never arrives in pieces. */
 const READ_SIZE = 64 * 1024;
@@ -45,7 +49,7 @@ function settle(c: Completion | Promise<Completion>): Promise<Completion> {
 export class PipeConnection implements PipeConn {
   readonly path: string;
   readonly mode: PipeMode;
-  readonly peerPid: number;
+  #peerPid?: number;
   #handle: Handle;
   #side: Side;
   #maxMessageSize: number;
@@ -54,6 +58,12 @@ export class PipeConnection implements PipeConn {
   #reading: Promise<unknown> = Promise.resolve();
   #wrote = false;
   #closing?: Promise<void>;
+  /** Set by `closeWrite()`: later writes reject. */
+  #writeClosed = false;
+  /** Writes in flight, which `closeWrite()` waits for. */
+  #writes = new Set<Promise<unknown>>();
+  #readable?: ReadableStream<Uint8Array>;
+  #writable?: WritableStream<Uint8Array>;
 
   constructor(
     handle: Handle,
@@ -69,12 +79,28 @@ export class PipeConnection implements PipeConn {
     this.#side = side;
     this.#maxMessageSize = maxMessageSize;
     this.#onClose = onClose;
-    const pid = new Uint32Array(1);
-    const k = kernel32();
-    const ok = side === "server"
-      ? k.GetNamedPipeClientProcessId(handle, pid)
-      : k.GetNamedPipeServerProcessId(handle, pid);
-    this.peerPid = ok ? pid[0] : 0;
+  }
+
+  /** `GetNamedPipeClientProcessId` (server end) or `GetNamedPipeServerProcessId`, asked once. */
+  get peerPid(): number {
+    if (this.#peerPid === undefined) {
+      if (this.#closing) return 0; // the handle may already be closed
+      const pid = new Uint32Array(1);
+      const k = kernel32();
+      const ok = this.#side === "server"
+        ? k.GetNamedPipeClientProcessId(this.#handle, pid)
+        : k.GetNamedPipeServerProcessId(this.#handle, pid);
+      this.#peerPid = ok ? pid[0] : 0;
+    }
+    return this.#peerPid;
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= readableFrom(this);
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= writableTo(this);
   }
 
   /** Reads are serialized: one OVERLAPPED read per connection, and the read buffer is reused. */
@@ -90,6 +116,8 @@ export class PipeConnection implements PipeConn {
 
   /** One `ReadFile` of up to `size` bytes into `buffer` at `offset`. */
   #readInto(buffer: Uint8Array, offset: number, size: number): Promise<Completion> {
+    // Never issue I/O once close() began: the handle value may soon belong to another object.
+    if (this.#closing) return Promise.reject(closedError("read from", this.path));
     const h = this.#handle;
     const target = buffer.subarray(offset, offset + size);
     return settle(submit(h, (ov) => kernel32().ReadFile(h, target, size, null, ov), buffer));
@@ -159,6 +187,11 @@ export class PipeConnection implements PipeConn {
   }
 
   async #tooLarge(size: number): Promise<never> {
+    log.warn("Dropped the connection to {path}: a message of at least {size} bytes exceeds {max}", {
+      path: this.path,
+      size,
+      max: this.#maxMessageSize,
+    });
     await this.close();
     throw pipeError(
       RangeError,
@@ -182,13 +215,48 @@ export class PipeConnection implements PipeConn {
       const c = await this.#readInto(buffer, 0, Math.min(p.length, READ_SIZE));
       // In message mode ERROR_MORE_DATA just means the rest of this message comes next read.
       if (c.error !== 0 && c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error);
+      // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
+      if (c.bytes === 0 && c.error === 0 && this.mode === "message") return null;
       p.set(buffer.subarray(0, c.bytes));
       return c.bytes;
     });
   }
 
-  async write(p: Uint8Array): Promise<number> {
-    if (this.#closing) throw closedError("write to", this.path);
+  write(p: Uint8Array): Promise<number> {
+    if (this.#closing) return Promise.reject(closedError("write to", this.path));
+    if (this.#writeClosed) {
+      return Promise.reject(
+        pipeError(Deno.errors.BrokenPipe, "write to", this.path, "writing was closed (closeWrite)", 232),
+      );
+    }
+    return this.#write(p);
+  }
+
+  /**
+   * Half-close, after the writes in flight: message mode writes a zero-length message; byte mode has
+   * no way to tell the peer, which sees end of stream at close(). See {@linkcode PipeConn.closeWrite}.
+   */
+  async closeWrite(): Promise<void> {
+    if (this.#closing) throw closedError("close writing to", this.path);
+    if (this.#writeClosed) return;
+    const empty = this.mode === "message" ? this.#write(EMPTY) : undefined;
+    this.#writeClosed = true;
+    // Earlier writes report their own failures to their callers.
+    await Promise.allSettled([...this.#writes]);
+    await empty;
+  }
+
+  async #write(p: Uint8Array): Promise<number> {
+    const pending = this.#writeFile(p);
+    this.#writes.add(pending);
+    try {
+      return await pending;
+    } finally {
+      this.#writes.delete(pending);
+    }
+  }
+
+  async #writeFile(p: Uint8Array): Promise<number> {
     const h = this.#handle;
     const data = p.length === 0 ? EMPTY : p.length <= COPY_BELOW ? p.slice() : p;
     this.#wrote = true;

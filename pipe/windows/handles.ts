@@ -13,14 +13,16 @@ export type Handle = bigint;
 let open = 0;
 
 /** True when `handle` is a real handle (not NULL, not `INVALID_HANDLE_VALUE`). */
-export function isValid(handle: number | bigint): handle is Handle {
-  return typeof handle === "bigint" && handle !== 0n && handle !== INVALID_HANDLE_VALUE;
+export function isValid(handle: number | bigint): boolean {
+  // Deno 2.9 returns every `usize` as a bigint; a number is accepted too, should that ever change.
+  const value = BigInt.asUintN(64, BigInt(handle));
+  return value !== 0n && value !== INVALID_HANDLE_VALUE;
 }
 
-/** Start counting a handle an API just returned. */
-export function adopt(handle: Handle): Handle {
+/** Start counting a handle an API just returned (checked with {@linkcode isValid}). */
+export function adopt(handle: number | bigint): Handle {
   open++;
-  return handle;
+  return BigInt(handle);
 }
 
 /** `CloseHandle`, counted. Never call it while an overlapped operation on the handle is pending. */

@@ -17,10 +17,10 @@
  */
 import {
   ERROR_ACCESS_DENIED,
-  ERROR_FILE_NOT_FOUND,
   ERROR_NO_DATA,
   ERROR_PIPE_BUSY,
   ERROR_PIPE_CONNECTED,
+  ERROR_SEM_TIMEOUT,
   FILE_FLAG_FIRST_PIPE_INSTANCE,
   FILE_FLAG_OVERLAPPED,
   kernel32,
@@ -34,6 +34,7 @@ import {
   PIPE_WAIT,
 } from "../../ffi/kernel32.ts";
 import { wide } from "../../ffi/win32_strings.ts";
+import { getLogger } from "@logtape/logtape";
 import { closedError, pipeError, win32Error } from "../errors.ts";
 import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
 import { associate, closeAssociated, type Completion, submit } from "./completion_port.ts";
@@ -41,6 +42,8 @@ import { PipeConnection } from "./connection.ts";
 import { adopt, type Handle, isValid } from "./handles.ts";
 import { pipePath } from "./path.ts";
 import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
+
+const log = getLogger(["namedpipe", "windows"]);
 
 /** Default pipe buffer size, like the seed. */
 export const DEFAULT_BUFFER_SIZE = 4096;
@@ -148,19 +151,25 @@ export class PipeServer implements PipeListener {
     } catch {
       // Read back again by describe(); a pipe whose descriptor cannot be read still serves.
     }
+    if (options.security === "everyone") {
+      log.warn("Pipe {path} is open to everyone (NULL DACL), like the seed", { path });
+    }
     this.#arm(handle);
     this.#replenish();
   }
 
   /**
    * `FILE_FLAG_FIRST_PIPE_INSTANCE` is the real guard on Windows; Wine 8 ignores it, so probe first:
-   * `WaitNamedPipeW` fails with ERROR_FILE_NOT_FOUND only when no instance of the name exists.
+   * `WaitNamedPipeW` fails with ERROR_FILE_NOT_FOUND only when no instance of the name exists, and has
+   * no effect on a live server.
    */
   #checkNameFree() {
     const k = kernel32();
     const available = k.WaitNamedPipeW(this.#wideName, 1);
     const error = available ? 0 : k.GetLastError();
-    if (error !== ERROR_FILE_NOT_FOUND) {
+    // TRUE: an instance is listening; ERROR_SEM_TIMEOUT: instances exist but are all busy. Any other
+    // error (a malformed name, say) is left for CreateNamedPipeW to report.
+    if (available || error === ERROR_SEM_TIMEOUT) {
       throw pipeError(Deno.errors.AddrInUse, "create named pipe", this.path, "name already in use", 183);
     }
   }
@@ -187,16 +196,18 @@ export class PipeServer implements PipeListener {
       }
       throw win32Error(error, "create named pipe", this.path);
     }
-    adopt(h);
-    associate(h, this.path); // closes h itself if it fails
+    const handle = adopt(h);
+    associate(handle, this.path); // closes the handle itself if it fails
     this.#live++;
-    return h;
+    return handle;
   }
 
   /** Keep `pendingInstances` instances listening, within `maxInstances`. */
   #replenish() {
     while (
-      !this.#closing && this.#listening.size < this.#pendingInstances && this.#live < this.#maxInstances
+      !this.#closing && this.#listening.size < this.#pendingInstances &&
+      // 255 is PIPE_UNLIMITED_INSTANCES: no cap at all, not a cap of 255.
+      (this.#maxInstances === PIPE_UNLIMITED_INSTANCES || this.#live < this.#maxInstances)
     ) {
       let handle: Handle;
       try {

@@ -128,7 +128,8 @@ export function readSddl(handle: Handle, path: string): string {
   const a = advapi32();
   const info = OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION;
   const sd = new BigUint64Array(1);
-  const error = a.GetSecurityInfo(handle, SE_KERNEL_OBJECT, info, null, null, null, null, sd);
+  const dacl = new BigUint64Array(1);
+  const error = a.GetSecurityInfo(handle, SE_KERNEL_OBJECT, info, null, null, dacl, null, sd);
   if (error !== 0) throw win32Error(error, "read the security descriptor of", path);
   try {
     const text = new BigUint64Array(1);
@@ -137,7 +138,9 @@ export function readSddl(handle: Handle, path: string): string {
     }
     const sddl = readWide(text[0]);
     k.LocalFree(text[0]);
-    return sddl;
+    // A NULL DACL reads "D:NO_ACCESS_CONTROL" on Windows but a bare "D:" (an empty DACL's spelling)
+    // under Wine 8; say what it is on both.
+    return dacl[0] === 0n && sddl.endsWith("D:") ? `${sddl}NO_ACCESS_CONTROL` : sddl;
   } finally {
     k.LocalFree(sd[0]);
   }

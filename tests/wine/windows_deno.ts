@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { ensureNodeWin } from "./node_win.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 /** Where the Windows runtime, the Wine prefix and Windows Deno's own cache live. */
@@ -136,6 +137,7 @@ export async function prepareWindowsDeno(): Promise<WindowsDeno> {
   if (Deno.build.os !== "linux") throw new WineUnavailable("the Wine suite runs on Linux hosts only");
   await ensureWine();
   const exe = await ensureDenoExe(Deno.version.deno);
+  await ensureNodeWin(log); // the interop tests' real peer
   const prefix = `${CACHE}/prefix`;
   const env = {
     WINEPREFIX: prefix,

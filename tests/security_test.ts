@@ -1,0 +1,139 @@
+/**
+ * Security through the public API: the security descriptor read back from the pipe (Windows), the
+ * socket file mode (Linux), and the flags `CreateNamedPipeW` gets on every option combination.
+ * Wine does not enforce ACLs between users, so descriptors are checked by reading them back.
+ */
+import assert from "node:assert/strict";
+import { connect, listen, type ListenOptions, openHandleCount, type PipeSecurity } from "../mod.ts";
+import { pattern, uniqueName, within } from "./_pipes.ts";
+
+const windows = Deno.build.os === "windows";
+const PIPE_REJECT_REMOTE_CLIENTS = 0x8;
+const PIPE_TYPE_MESSAGE = 0x4;
+const PIPE_READMODE_MESSAGE = 0x2;
+const FILE_FLAG_FIRST_PIPE_INSTANCE = 0x80000;
+const FILE_FLAG_OVERLAPPED = 0x40000000;
+
+Deno.test({
+  name: "the default security descriptor gives only the current user and SYSTEM access",
+  ignore: !windows,
+  async fn() {
+    await using listener = listen({ name: uniqueName("sddluser") });
+    const { sddl } = listener.describe();
+    const match = /^O:(S-1-5-[\d-]+)D:P\(A;;GA;;;\1\)\(A;;GA;;;SY\)\(D;;GA;;;NU\)$/.exec(sddl ?? "");
+    assert.ok(match, `unexpected descriptor ${sddl}`);
+    assert.ok(!sddl!.includes(";WD)") && !sddl!.includes(";AN)"), "no Everyone or Anonymous entry");
+  },
+});
+
+Deno.test({
+  name: 'security "everyone" gives the seed\'s NULL DACL',
+  ignore: !windows,
+  async fn() {
+    await using listener = listen({ name: uniqueName("sddleveryone"), security: "everyone" });
+    const { sddl } = listener.describe();
+    assert.match(sddl ?? "", /D:NO_ACCESS_CONTROL$/);
+    const connecting = connect({ name: listener.path });
+    const conn = await within(listener.accept(), 5000, "the accept");
+    await using client = await connecting;
+    await client.writeMessage(pattern(2));
+    assert.deepEqual(await conn.readMessage(), pattern(2));
+    await conn.close();
+  },
+});
+
+Deno.test({
+  name: "an explicit SDDL is the descriptor the pipe gets",
+  ignore: !windows,
+  async fn() {
+    const user = /^O:(S-[\d-]+)/.exec(await describeDefault())![1];
+    // Read/write for the user without FILE_CREATE_PIPE_INSTANCE (0x4): may connect, may not squat.
+    const dacl = `D:P(A;;GA;;;${user})(A;;0x12019b;;;SY)`;
+    await using listener = listen({
+      name: uniqueName("sddlexplicit"),
+      security: { sddl: `O:${user}${dacl}` },
+    });
+    const { sddl } = listener.describe();
+    assert.equal(sddl, `O:${user}${dacl}`);
+    // The pipe still serves its owner.
+    const connecting = connect({ name: listener.path });
+    const conn = await within(listener.accept(), 5000, "the accept");
+    await using client = await connecting;
+    await client.writeMessage(pattern(2));
+    assert.deepEqual(await conn.readMessage(), pattern(2));
+    await conn.close();
+  },
+});
+
+Deno.test({
+  name: "an invalid SDDL is refused with a TypeError and leaves nothing open",
+  ignore: !windows,
+  fn() {
+    const before = openHandleCount();
+    assert.throws(
+      () => listen({ name: uniqueName("sddlbad"), security: { sddl: "not a descriptor" } }),
+      TypeError,
+    );
+    assert.equal(openHandleCount(), before);
+  },
+});
+
+Deno.test({
+  name: "PIPE_REJECT_REMOTE_CLIENTS is passed on every option combination unless turned off",
+  ignore: !windows,
+  async fn() {
+    const securities: PipeSecurity[] = ["user", "everyone"];
+    for (const mode of ["message", "byte"] as const) {
+      for (const security of securities) {
+        for (const firstInstance of [undefined, true, false]) {
+          for (const rejectRemoteClients of [undefined, true, false]) {
+            for (const maxInstances of [undefined, 1, 10]) {
+              const options: ListenOptions = {
+                name: uniqueName("flags"),
+                mode,
+                security,
+                firstInstance,
+                rejectRemoteClients,
+                maxInstances,
+                bufferSize: 1024,
+              };
+              await using listener = listen(options);
+              const { pipeMode, openMode } = listener.describe();
+              const label = JSON.stringify(options);
+              assert.equal(
+                (pipeMode! & PIPE_REJECT_REMOTE_CLIENTS) !== 0,
+                rejectRemoteClients !== false,
+                `reject-remote flag for ${label}`,
+              );
+              const message = PIPE_TYPE_MESSAGE | PIPE_READMODE_MESSAGE;
+              assert.equal(pipeMode! & message, mode === "message" ? message : 0, `type for ${label}`);
+              assert.equal(
+                (openMode! & FILE_FLAG_FIRST_PIPE_INSTANCE) !== 0,
+                firstInstance !== false,
+                `first-instance flag for ${label}`,
+              );
+              assert.ok(openMode! & FILE_FLAG_OVERLAPPED, `overlapped for ${label}`);
+            }
+          }
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "the socket gets mode 0600 by default and 0666 for everyone",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using user = listen({ name: uniqueName("modeuser") });
+    assert.equal(user.describe().fileMode, 0o600);
+    await using everyone = listen({ name: uniqueName("modeeveryone"), security: "everyone" });
+    assert.equal(everyone.describe().fileMode, 0o666);
+  },
+});
+
+/** The default descriptor, read from a short-lived listener. */
+async function describeDefault(): Promise<string> {
+  await using listener = listen({ name: uniqueName("sddlprobe") });
+  return listener.describe().sddl ?? "";
+}

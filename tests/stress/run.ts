@@ -1,0 +1,464 @@
+/**
+ * `deno task stress`: a bounded soak-and-fault run against a real server process on each backend —
+ * Linux natively and Windows Deno under Wine — that stops by itself and prints one table.
+ *
+ * ```sh
+ * deno task stress --quick            # both backends, well under 2 minutes (CI)
+ * deno task stress                    # the full run, a few minutes
+ * deno task stress --backend linux    # or wine; --seed N repeats a run
+ * ```
+ *
+ * Per backend: start `echo_server.ts`; run the `check` phase (warm-up) and take the baseline
+ * (handles, descriptors, memory); run the `main` phase (churn, hostile clients) in one load process
+ * while fault processes are killed with SIGKILL mid-message, mid-reply, idle and blocked; run the
+ * `check` phase again (the server still serves); wait for the server to settle and compare. Exit 1
+ * when a reply was wrong or missing, the server died, or handles, descriptors or heap grew.
+ *
+ * @module
+ */
+import type { Limits, LoadResult } from "./_messages.ts";
+import type { LoadPlan } from "./load_client.ts";
+import {
+  type Backend,
+  killAndReap,
+  linuxBackend,
+  memoryOf,
+  poll,
+  type Proc,
+  readJson,
+  start,
+  waitExit,
+  wineBackend,
+} from "./_processes.ts";
+import { type ServerUnderTest, startCliServer, startLibraryServer, truncateLog } from "./_servers.ts";
+import { type BackendReport, formatTable } from "./_report.ts";
+
+const HERE = new URL(".", import.meta.url).pathname;
+const ROOT = new URL("../../", import.meta.url).pathname;
+const WORK = `${ROOT}.cache/stress`;
+
+const LIMITS: Limits = { bufferSize: 4096, maxMessageSize: 256 * 1024 };
+const FAULT_KINDS = ["idle", "no-read", "mid-message", "mid-reply", "byte-stream", "connect-storm"] as const;
+/** Growth allowed between the baseline and the end. The engine's own count must come back exactly. */
+const TOLERANCE = { handles: 0, descriptors: 4, heapBytes: 16 * 1024 * 1024 };
+
+interface Scale {
+  clients: number;
+  concurrency: number;
+  idle: number;
+  noRead: number;
+  overMax: number;
+  halfMessage: number;
+  cutMessage: number;
+  connectClose: number;
+  floods: number;
+  floodSize: number;
+  /** Rounds of fault processes, one of each kind per round, each killed with SIGKILL. */
+  faultRounds: number;
+  /** Repeat the churn (and the fault rounds) for this long. */
+  soakSeconds: number;
+  /** Bound on the main phase. */
+  maxSeconds: number;
+}
+
+/** Wine pays a wineserver round trip on every pipe operation: fewer clients there. */
+const SCALES: Record<"quick" | "full", Record<Backend["name"], Scale>> = {
+  quick: {
+    linux: scale(2_000, 64, 2, 0, 60),
+    wine: scale(600, 32, 2, 0, 80),
+  },
+  full: {
+    linux: scale(10_000, 128, 4, 75, 240),
+    wine: scale(2_000, 64, 4, 75, 300),
+  },
+};
+
+function scale(
+  clients: number,
+  concurrency: number,
+  faultRounds: number,
+  soakSeconds: number,
+  maxSeconds: number,
+): Scale {
+  const n = (share: number) => Math.max(2, Math.round(clients * share));
+  return {
+    clients,
+    concurrency,
+    idle: Math.min(40, n(0.02)),
+    noRead: Math.min(8, n(0.005)),
+    overMax: Math.min(40, n(0.01)),
+    halfMessage: n(0.01),
+    cutMessage: Math.min(40, n(0.01)),
+    connectClose: n(0.03),
+    floods: Math.min(6, n(0.002)),
+    floodSize: clients >= 2000 ? 5000 : 1000,
+    faultRounds,
+    soakSeconds,
+    maxSeconds,
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function log(backend: string, message: string) {
+  console.error(`[stress ${backend}] ${message}`);
+}
+
+/** One backend's whole run; every process it starts is killed in `finally`. */
+async function runBackend(
+  backend: Backend,
+  serverKind: ServerUnderTest["kind"],
+  quick: boolean,
+  seed: number,
+  sabotage: string,
+): Promise<BackendReport> {
+  // The CLI logs every message in full (about 6 times the traffic): never the full scale for it.
+  const s = SCALES[quick || serverKind === "cli" ? "quick" : "full"][backend.name];
+  const dir = `${WORK}/${backend.name}-${serverKind}-${Date.now()}`;
+  Deno.mkdirSync(dir, { recursive: true });
+  const name = `np_stress_${backend.name}_${Deno.pid}_${seed}`;
+  const started = performance.now();
+  const procs: Proc[] = [];
+  const report: BackendReport = {
+    backend: backend.name,
+    server: serverKind,
+    mode: quick ? "quick" : "full",
+    connections: 0,
+    messages: 0,
+    bytes: 0,
+    faults: {},
+    expectedErrors: 0,
+    unexpectedErrors: 0,
+    serverDropped: 0,
+    serverVanished: 0,
+    wrong: 0,
+    unanswered: 0,
+    rssPeak: 0,
+    clientHandlesIdle: 0,
+    clientHandlesEnd: 0,
+    serverAlive: false,
+    passes: 0,
+    seconds: 0,
+    failures: [],
+    logDir: dir,
+  };
+  const fail = (why: string) => {
+    report.failures.push(why);
+    log(backend.name, `FAIL: ${why}`);
+  };
+  const startupMs = backend.name === "wine" ? 60_000 : 15_000;
+
+  const server = serverKind === "library"
+    ? startLibraryServer(backend, dir, name, LIMITS, s.maxSeconds + 2 * startupMs / 1000 + 60, sabotage)
+    : startCliServer(backend, dir, name, LIMITS);
+  procs.push(...server.procs);
+  let peakRss = 0;
+  /** RSS over the main phase: a leak shows as growth from its middle to its end. */
+  let timeline: number[] | undefined;
+  const sampler = setInterval(() => {
+    const memory = memoryOf(server.main.pid);
+    if (!memory) return;
+    peakRss = Math.max(peakRss, memory.rss, memory.peak);
+    timeline?.push(memory.rss);
+  }, 200);
+
+  /** Run one load phase to its end, within its bound; returns what it reported. */
+  const runLoad = async (phase: "check" | "main", label: string, plan: Partial<LoadPlan>) => {
+    const full: LoadPlan = {
+      phase,
+      name,
+      seed: seed + label.length * 7919,
+      limits: LIMITS,
+      clients: 20,
+      concurrency: 8,
+      rounds: [2, 5],
+      byteShare: 0.1,
+      idle: 0,
+      noRead: 0,
+      overMax: 0,
+      halfMessage: 0,
+      cutMessage: 0,
+      connectClose: 0,
+      floods: 0,
+      floodSize: 200,
+      soakSeconds: 0,
+      clientTimeoutMs: 30_000,
+      maxSeconds: 60,
+      ...plan,
+    };
+    const planFile = `${dir}/${label}-plan.json`;
+    const resultFile = `${dir}/${label}-result.json`;
+    Deno.writeTextFileSync(planFile, JSON.stringify(full, null, 2));
+    const proc = start(
+      backend,
+      label,
+      `${HERE}load_client.ts`,
+      [backend.path(planFile), backend.path(resultFile)],
+      `${dir}/${label}.log`,
+    );
+    procs.push(proc);
+    const status = await waitExit(proc, (full.maxSeconds + startupMs / 1000 + 10) * 1000);
+    if (status === null) {
+      fail(`the ${label} load process did not finish in time`);
+      await killAndReap(proc);
+    } else if (status.code !== 0) {
+      fail(`the ${label} load process exited with code ${status.code} (see ${proc.log})`);
+    }
+    const result = readJson<LoadResult>(resultFile);
+    if (!result) fail(`the ${label} load process wrote no result`);
+    else add(report, result);
+    return result;
+  };
+
+  try {
+    if (!await server.ready(startupMs)) {
+      throw new Error(`the server did not start within ${startupMs} ms (see ${server.main.log})`);
+    }
+    log(backend.name, `${serverKind} server up (pid ${server.procs.map((p) => p.pid).join(", ")})`);
+
+    // Warm-up doubles as the first check; the baseline is taken once the server is idle after it.
+    await runLoad("check", "warmup", {});
+    const before = await server.settle();
+    if (!before) throw new Error("the server did not become idle after the warm-up");
+    report.handlesBefore = before.handles;
+    report.heapBefore = before.heap;
+    report.rssBefore = before.rss;
+    report.fdsBefore = before.fds;
+    log(backend.name, `baseline: ${before.handles ?? "-"} handles, ${before.fds ?? "-"} fds`);
+
+    timeline = [];
+    const main = runLoad("main", "main", {
+      clients: s.clients,
+      concurrency: s.concurrency,
+      idle: s.idle,
+      noRead: s.noRead,
+      overMax: s.overMax,
+      halfMessage: s.halfMessage,
+      cutMessage: s.cutMessage,
+      connectClose: s.connectClose,
+      floods: s.floods,
+      floodSize: s.floodSize,
+      soakSeconds: s.soakSeconds,
+      maxSeconds: s.maxSeconds,
+    });
+    let mainDone = false;
+    main.finally(() => mainDone = true);
+    // At least `faultRounds` rounds, and more while the soak goes on.
+    const kills = injectFaults(
+      backend,
+      dir,
+      name,
+      (round) => round < s.faultRounds || !mainDone,
+      procs,
+      report,
+      fail,
+    );
+    const [mainResult] = await Promise.all([main, kills]);
+    report.rssMidChurn = timeline[Math.floor(timeline.length / 2)];
+    report.rssEndChurn = timeline.at(-1);
+    timeline = undefined;
+    report.passes = mainResult?.passes ?? 0;
+
+    // The server still serves, with every edge length, after all of that.
+    await runLoad("check", "final", { clients: 50 });
+    // Deno's own descriptors (and Wine's fd cache) may take a moment to settle too.
+    const after = await server.settle(
+      before.handles,
+      before.fds === undefined ? undefined : before.fds + TOLERANCE.descriptors,
+    ) ?? await server.settle();
+    if (!after) throw new Error("the server did not become idle after the run");
+    report.handlesAfter = after.handles;
+    report.heapAfter = after.heap;
+    report.rssAfter = after.rss;
+    report.fdsAfter = after.fds;
+    report.serverDropped = after.dropped;
+    report.serverVanished = after.vanished;
+    report.serverAlive = server.alive();
+    if (after.errorSamples.length) {
+      log(backend.name, `server saw: ${after.errorSamples.slice(0, 4).join(" | ")}`);
+    }
+    // Stopping cleanly is part of the test: every handle released, a clean exit, also with clients
+    // still connected that are idle or blocked with the pipe full (go-winio #281, #357).
+    const holders = await Promise.all(
+      (["idle", "no-read", "mid-reply"] as const).map((kind) =>
+        startFault(backend, dir, name, kind, `at-stop-${kind}`, procs)
+      ),
+    );
+    for (const { proc, inPlace } of holders) {
+      if (!inPlace) fail(`the ${proc.label} process never got its fault in place (see ${proc.log})`);
+      else report.faults["connected at stop"] = (report.faults["connected at stop"] ?? 0) + 1;
+    }
+    const stopped = await server.stop();
+    if (stopped) fail(stopped);
+  } catch (error) {
+    fail((error as Error).message);
+  } finally {
+    clearInterval(sampler);
+    for (const proc of procs) {
+      await killAndReap(proc);
+      truncateLog(proc.log);
+    }
+    report.rssPeak = peakRss;
+    report.seconds = (performance.now() - started) / 1000;
+  }
+  check(report, fail);
+  return report;
+}
+
+/** Start a fault process and wait (bounded) until its fault is in place; false if it never was. */
+async function startFault(
+  backend: Backend,
+  dir: string,
+  name: string,
+  kind: string,
+  label: string,
+  procs: Proc[],
+): Promise<{ proc: Proc; inPlace: boolean }> {
+  const ready = `${dir}/${label}.ready`;
+  const proc = start(
+    backend,
+    label,
+    `${HERE}fault_client.ts`,
+    [kind, name, String(LIMITS.bufferSize), String(LIMITS.maxMessageSize), backend.path(ready)],
+    `${dir}/${label}.log`,
+  );
+  procs.push(proc);
+  const inPlace = await poll(() => {
+    try {
+      Deno.statSync(ready);
+      return true;
+    } catch {
+      return proc.exited ? false : undefined;
+    }
+  }, backend.name === "wine" ? 45_000 : 15_000);
+  return { proc, inPlace: inPlace === true };
+}
+
+/** Rounds of fault processes, one per kind: wait until each is in place, then SIGKILL it. */
+async function injectFaults(
+  backend: Backend,
+  dir: string,
+  name: string,
+  another: (round: number) => boolean,
+  procs: Proc[],
+  report: BackendReport,
+  fail: (why: string) => void,
+) {
+  for (let round = 0; another(round); round++) {
+    await Promise.all(FAULT_KINDS.map(async (kind) => {
+      const label = `fault-${kind}-${round}`;
+      const { proc, inPlace } = await startFault(backend, dir, name, kind, label, procs);
+      if (!inPlace) {
+        fail(`the ${label} process never got its fault in place (see ${proc.log})`);
+      } else {
+        // A random moment inside the transfer (mid-message, mid-reply); at once for the others.
+        await sleep(Math.floor(Math.random() * 200));
+        report.faults[`killed ${kind}`] = (report.faults[`killed ${kind}`] ?? 0) + 1;
+      }
+      await killAndReap(proc);
+    }));
+  }
+}
+
+function add(report: BackendReport, result: LoadResult) {
+  report.connections += result.connections;
+  report.messages += result.messages;
+  report.bytes += result.bytes;
+  report.wrong += result.wrong;
+  report.unanswered += result.unanswered;
+  report.expectedErrors += result.expectedErrors;
+  report.unexpectedErrors += result.unexpectedErrors;
+  report.clientHandlesIdle += result.clientHandles.idle;
+  report.clientHandlesEnd += result.clientHandles.end;
+  for (const [kind, n] of Object.entries(result.faults)) report.faults[kind] = (report.faults[kind] ?? 0) + n;
+  for (const sample of result.errorSamples) {
+    console.error(`[stress ${report.backend}] ${result.phase}: ${sample}`);
+  }
+}
+
+/** The pass/fail rules; each failure is a sentence in the report. */
+function check(report: BackendReport, fail: (why: string) => void) {
+  if (report.wrong > 0) fail(`${report.wrong} wrong replies`);
+  if (report.unanswered > 0) fail(`${report.unanswered} requests of well-behaved clients got no reply`);
+  if (report.unexpectedErrors > 0) fail(`${report.unexpectedErrors} unexpected client errors`);
+  if (!report.serverAlive) fail("the server died or stopped answering");
+  const overMax = report.faults["over max"] ?? 0;
+  if (report.serverDropped !== overMax) {
+    fail(`the server dropped ${report.serverDropped} clients for oversized messages; ${overMax} sent one`);
+  }
+  const grew = (before: number | undefined, after: number | undefined, tolerance: number) =>
+    before !== undefined && !(after !== undefined && after - before <= tolerance);
+  if (grew(report.handlesBefore, report.handlesAfter, TOLERANCE.handles)) {
+    fail(`engine handles grew from ${report.handlesBefore} to ${report.handlesAfter}`);
+  }
+  if (grew(report.fdsBefore, report.fdsAfter, TOLERANCE.descriptors)) {
+    fail(`open descriptors grew from ${report.fdsBefore} to ${report.fdsAfter}`);
+  }
+  if (grew(report.clientHandlesIdle, report.clientHandlesEnd, TOLERANCE.handles)) {
+    fail(`the load processes' engines kept ${report.clientHandlesEnd - report.clientHandlesIdle} handles`);
+  }
+  if (grew(report.heapBefore, report.heapAfter, TOLERANCE.heapBytes)) {
+    fail(`the server's heap grew from ${report.heapBefore} to ${report.heapAfter} bytes`);
+  }
+}
+
+/** Keep the logs of the last few runs only. */
+function pruneOldRuns(keep = 12) {
+  let dirs: Deno.DirEntry[];
+  try {
+    dirs = [...Deno.readDirSync(WORK)].filter((entry) => entry.isDirectory);
+  } catch {
+    return;
+  }
+  const stamp = (entry: Deno.DirEntry) => Number(entry.name.split("-").at(-1));
+  dirs.sort((a, b) => stamp(b) - stamp(a));
+  for (const old of dirs.slice(keep)) Deno.removeSync(`${WORK}/${old.name}`, { recursive: true });
+}
+
+const USAGE = `Usage: deno task stress [--quick] [--backend linux|wine|all] [--server library|cli] [--seed N]
+
+A bounded soak-and-fault run against an echo server on Linux and on Windows Deno under Wine: the
+library's (tests/stress/echo_server.ts, which reports the engine's handle count; the default) or
+the CLI's (main.ts serve --echo, watched from /proc). Logs go to .cache/stress/. Exits 1 on a wrong
+or missing reply, a dead server, or growth of the server's handles, descriptors or heap.
+
+--sabotage wrong|leak makes the library server corrupt some replies or leave some connections
+open, to show that the run catches it (it must then exit 1).`;
+
+async function main(args: string[]): Promise<number> {
+  let quick = false;
+  let which = "all";
+  let serverKind = "library";
+  let sabotage = "none";
+  let seed = Math.floor(Math.random() * 1_000_000);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--quick") quick = true;
+    else if (arg === "--backend") which = args[++i];
+    else if (arg === "--seed") seed = Number(args[++i]);
+    else if (arg === "--server") serverKind = args[++i];
+    else if (arg === "--sabotage") sabotage = args[++i];
+    else {
+      console.error(arg === "--help" || arg === "-h" ? USAGE : `Unknown argument "${arg}"\n\n${USAGE}`);
+      return arg === "--help" || arg === "-h" ? 0 : 2;
+    }
+  }
+  if (
+    !["linux", "wine", "all"].includes(which) || !["library", "cli"].includes(serverKind) ||
+    !["none", "wrong", "leak"].includes(sabotage) ||
+    !Number.isInteger(seed)
+  ) {
+    console.error(USAGE);
+    return 2;
+  }
+  console.error(`[stress] ${quick ? "quick" : "full"} run, seed ${seed}`);
+  pruneOldRuns();
+  const reports: BackendReport[] = [];
+  const kind = serverKind as ServerUnderTest["kind"];
+  if (which !== "wine") reports.push(await runBackend(linuxBackend(), kind, quick, seed, sabotage));
+  if (which !== "linux") reports.push(await runBackend(await wineBackend(), kind, quick, seed, sabotage));
+  console.log(formatTable(reports, seed));
+  return reports.some((r) => r.failures.length > 0) ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
