@@ -129,6 +129,28 @@ Deno.test("an HTTP/1.1 request through our client's streams gets the answer of N
   assert.match(node.output(), /served POST \/echo\?from=deno/);
 });
 
+Deno.test("the README's Docker-style GET reads Node's whole answer from the readable to its end", async () => {
+  const name = uniqueName("http_close");
+  const path = pipePath(name);
+  await using node = await startNode(
+    "node_http_server.mjs",
+    [path],
+    Deno.build.os === "windows" ? [] : [path],
+  );
+  // From here on, the README's example: only the pipe name differs from Docker's `docker_engine`.
+  await using conn = await connect({ name, mode: "byte", timeout: 30_000 });
+  const writer = conn.writable.getWriter();
+  await writer.write(
+    new TextEncoder().encode("GET /version HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"),
+  );
+  writer.releaseLock();
+  const raw = await within(new Response(conn.readable).text(), 30_000, "the server to answer and hang up");
+  const body = JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4));
+  assert.match(raw, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.equal(body.url, "/version");
+  assert.match(node.output(), /served GET \/version/);
+});
+
 Deno.test("Node's net.connect gets 1 MiB echoed by our byte-mode server through its streams", async () => {
   const size = 1024 * 1024;
   await using listener = listen({ name: uniqueName("netecho"), mode: "byte" });

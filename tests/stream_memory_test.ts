@@ -1,0 +1,20 @@
+/**
+ * Backpressure keeps memory flat: 100 MiB through one byte-mode connection's streams. The bound is
+ * generous (the process holds both ends and a garbage-collected heap); unbounded buffering would
+ * grow by the whole 100 MiB.
+ */
+import assert from "node:assert/strict";
+import { uniqueName, within } from "./_pipes.ts";
+import { streamThrough } from "./fixtures/stream_memory.ts";
+
+const MIB = 1024 * 1024;
+
+Deno.test("streaming 100 MiB through a byte-mode connection keeps memory flat", async () => {
+  const result = await within(streamThrough(uniqueName("memory"), 100 * MIB), 300_000, "100 MiB to stream");
+  const growth = result.peak - result.baseline;
+  console.log(
+    `RSS baseline ${(result.baseline / MIB).toFixed(1)} MiB, peak +${(growth / MIB).toFixed(1)} MiB, ` +
+      `after ${(result.after / MIB).toFixed(1)} MiB`,
+  );
+  assert.ok(growth < 64 * MIB, `memory grew by ${(growth / MIB).toFixed(1)} MiB while streaming 100 MiB`);
+});
