@@ -19,6 +19,12 @@ async function runHostSuite(args: string[]): Promise<SuiteResult> {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  // A hang must fail the run, not stall CI until its own limit.
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, 15 * 60_000);
   let output = "";
   const decoder = new TextDecoder();
   for await (const chunk of child.stdout) {
@@ -26,6 +32,8 @@ async function runHostSuite(args: string[]): Promise<SuiteResult> {
     await Deno.stdout.write(chunk);
   }
   const { code } = await child.status;
+  clearTimeout(deadline);
+  if (timedOut) return { name, passed: 0, failed: 1, skipped: 0, note: "killed after 15 minutes" };
   const result = parseDenoTestSummary(name, output) ??
     { name, passed: 0, failed: 1, skipped: 0, note: `deno test exited ${code} without a summary` };
   if (code !== 0 && result.failed === 0) result.failed = 1;

@@ -169,9 +169,13 @@ export async function stopWineserver(deno: WindowsDeno): Promise<void> {
     .output();
 }
 
+/** Exit code {@linkcode wineCommand} returns when it had to kill a run that outlived its time. */
+export const TIMED_OUT = 124;
+
 /**
  * Run a program under Wine with its output in `logFile` (a pipe could be held open by wineserver).
- * Returns the exit code; the caller reads the log.
+ * Returns the exit code, or {@linkcode TIMED_OUT} after killing a run longer than `timeoutMs`, so
+ * a hang fails the suite instead of stalling CI; the caller reads the log.
  */
 export async function wineCommand(
   deno: WindowsDeno,
@@ -179,6 +183,7 @@ export async function wineCommand(
   logFile: string,
   program = WINE,
   onOutput?: (text: string) => void,
+  timeoutMs = 20 * 60_000,
 ): Promise<number> {
   // Shell redirection gives Wine a file descriptor that is a file; we follow it while it grows.
   const quoted = [program, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
@@ -199,8 +204,19 @@ export async function wineCommand(
     }
   };
   const timer = setInterval(follow, 500);
+  let timedOut = false;
+  const deadline = setTimeout(() => {
+    timedOut = true;
+    proc.kill("SIGKILL");
+  }, timeoutMs);
   const status = await proc.status;
+  clearTimeout(deadline);
   clearInterval(timer);
   follow();
+  if (timedOut) {
+    // The Windows processes it started live on in wineserver: end them all.
+    await stopWineserver(deno);
+    return TIMED_OUT;
+  }
   return status.code;
 }
