@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
+import { logger } from "../log.ts";
 import {
   cString,
   EAGAIN,
@@ -50,7 +50,7 @@ import {
   statPath,
 } from "./socket.ts";
 
-const log = getLogger(["namedpipe", "posix"]);
+const log = logger("posix");
 
 /** `PIPE_UNLIMITED_INSTANCES`: 255 means no limit, as on Windows. */
 const UNLIMITED_INSTANCES = 255;

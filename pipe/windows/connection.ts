@@ -18,14 +18,14 @@ import {
   kernel32,
   ntdll,
 } from "../../ffi/kernel32.ts";
-import { getLogger } from "@logtape/logtape";
+import { logger } from "../log.ts";
 import { closedError, pipeError, win32Error } from "../errors.ts";
 import { readableFrom, writableTo } from "../streams.ts";
 import type { PipeConn, PipeMode } from "../types.ts";
 import { cancel, closeAssociated, type Completion, drained, submit } from "./completion_port.ts";
 import type { Handle } from "./handles.ts";
 
-const log = getLogger(["namedpipe", "windows"]);
+const log = logger("windows");
 
 /** Read buffer: 64 KiB (tokio, libuv), so a small message never arrives in pieces. */
 const READ_SIZE = 64 * 1024;

@@ -34,7 +34,7 @@ import {
   PIPE_WAIT,
 } from "../../ffi/kernel32.ts";
 import { wide } from "../../ffi/win32_strings.ts";
-import { getLogger } from "@logtape/logtape";
+import { logger } from "../log.ts";
 import { closedError, pipeError, win32Error } from "../errors.ts";
 import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
 import { associate, closeAssociated, type Completion, submit } from "./completion_port.ts";
@@ -43,7 +43,7 @@ import { adopt, type Handle, isValid } from "./handles.ts";
 import { pipePath } from "./path.ts";
 import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
 
-const log = getLogger(["namedpipe", "windows"]);
+const log = logger("windows");
 
 /** Default pipe buffer size, like the seed. */
 export const DEFAULT_BUFFER_SIZE = 4096;
