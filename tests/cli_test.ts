@@ -12,6 +12,7 @@ import { serve } from "../cli/serve.ts";
 import { ExitCode } from "../cli/exit_codes.ts";
 import { defaultResponse, toHex } from "../pipe/hello.ts";
 import denoJson from "../deno.json" with { type: "json" };
+import { uniqueName, within } from "./_pipes.ts";
 
 /** main.ts as a path for `deno run`: `/work/main/main.ts`, or `Z:/work/main/main.ts` on Windows. */
 const MAIN = decodeURIComponent(new URL("../main.ts", import.meta.url).pathname).replace(
@@ -23,25 +24,6 @@ const WAIT_MS = 30_000;
 const SEED_REQUEST = 'Receives 56 bytes; Message: "Default request from client"';
 const SEED_REPLY = 'Replies 58 bytes; Message: "Default response from server"';
 const WAITING = "Waiting for the client's connection...";
-
-let counter = 0;
-/** A pipe name no other test (or run) uses. */
-function uniqueName(): string {
-  return `np-cli-${Deno.pid}-${++counter}-${Math.floor(Math.random() * 1e6)}`;
-}
-
-/** Resolve after `ms`, or reject with `what` if `promise` has not settled by then. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A running `namedpipe` child, its stdout and stderr collected as they arrive. */
 class Cli implements AsyncDisposable {
@@ -137,7 +119,7 @@ function assertNoStackTrace(stderr: string) {
 }
 
 Deno.test("serve --once and send reproduce the seed: its log lines, its reply, exit 0", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--once", "--name", name]);
   const client = await namedpipe(["send", "--name", name]);
   assert.equal(client.code, ExitCode.Ok, client.stderr);
@@ -157,7 +139,7 @@ Deno.test("serve --once and send reproduce the seed: its log lines, its reply, e
 });
 
 Deno.test("serve --log-format json writes one JSON object a line with the seed's messages", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--once", "--name", name, "--log-format", "json"]);
   assert.equal((await namedpipe(["send", "--name", name])).code, ExitCode.Ok);
   const { code, stderr } = await server.finish();
@@ -178,7 +160,7 @@ Deno.test("serve --log-format json writes one JSON object a line with the seed's
 });
 
 Deno.test("send - sends each stdin line as it arrives and prints each reply", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--once", "--name", name, "--echo"]);
   await using client = new Cli(["send", "--name", name, "--encoding", "utf8", "-"], { stdin: true });
   // Interactive: the second line is written only after the first reply came back.
@@ -193,7 +175,7 @@ Deno.test("send - sends each stdin line as it arrives and prints each reply", as
 });
 
 Deno.test("send - in a pipe sends the seed's UTF-16LE and prints each reply", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--once", "--name", name]);
   const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "-"], "a\nb\nc\n");
   assert.equal(code, ExitCode.Ok, stderr);
@@ -203,7 +185,7 @@ Deno.test("send - in a pipe sends the seed's UTF-16LE and prints each reply", as
 });
 
 Deno.test("serve answers many clients at once and keeps going; --count repeats on one connection", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--name", name, "--response", "Hi"]);
   const clients = await Promise.all(
     [1, 2, 3].map(() => namedpipe(["send", "--name", name, "--count", "4", "--encoding", "hex"])),
@@ -217,7 +199,7 @@ Deno.test("serve answers many clients at once and keeps going; --count repeats o
 });
 
 Deno.test("serve logs odd-length, invalid and zero-length requests and still answers them", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--name", name]);
   for (const hex of ["41", "00 d8 41 00", ""]) {
     const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "--encoding", "hex", hex]);
@@ -231,7 +213,7 @@ Deno.test("serve logs odd-length, invalid and zero-length requests and still ans
 });
 
 Deno.test("a client killed mid-session is logged and dropped, and the server goes on", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--name", name]);
   {
     await using doomed = new Cli(["send", "--name", name, "-"], { stdin: true });
@@ -247,7 +229,7 @@ Deno.test("a client killed mid-session is logged and dropped, and the server goe
 });
 
 Deno.test("send --encoding raw sends stdin's bytes and writes the reply's bytes", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--once", "--name", name, "--echo"]);
   const { code, stdout, stderr } = await namedpipe(
     ["send", "--name", name, "--encoding", "raw"],
@@ -259,7 +241,7 @@ Deno.test("send --encoding raw sends stdin's bytes and writes the reply's bytes"
 });
 
 Deno.test("a client sending more than --max-message-size is dropped and send exits 6", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--name", name, "--max-message-size", "100"]);
   const { code, stderr } = await namedpipe(["send", "--name", name, "--encoding", "utf8", "x".repeat(101)]);
   assert.equal(code, ExitCode.ConnectionLost, stderr);
@@ -270,7 +252,7 @@ Deno.test("a client sending more than --max-message-size is dropped and send exi
 });
 
 Deno.test("send exits 6 when the server hangs up without replying", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using listener = listen({ name });
   const serverSide = (async () => {
     const conn = await listener.accept();
@@ -285,7 +267,7 @@ Deno.test("send exits 6 when the server hangs up without replying", async () => 
 });
 
 Deno.test("send to a missing pipe times out with exit 3 and says which pipe", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   const started = Date.now();
   const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "--timeout", "300"]);
   assert.equal(code, ExitCode.NotFound, stderr);
@@ -297,7 +279,7 @@ Deno.test("send to a missing pipe times out with exit 3 and says which pipe", as
 });
 
 Deno.test("a second serve on a live name exits 5", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using _server = await startServer(["--name", name]);
   const { code, stderr } = await namedpipe(["serve", "--name", name]);
   assert.equal(code, ExitCode.NameInUse, stderr);
@@ -306,7 +288,7 @@ Deno.test("a second serve on a live name exits 5", async () => {
 });
 
 Deno.test("send without Deno's FFI permission exits 4 (access denied) with a hint", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using cli = new Cli(["send", "--name", name, "--timeout", "100"], {
     denoFlags: ["--allow-read", "--allow-env"],
   });
@@ -323,7 +305,7 @@ Deno.test("serve and send work with only the permissions deno task compile bakes
   const steps: string[] = denoJson.tasks.compile.split("&&");
   const step = steps.find((s) => s.includes("x86_64-pc-windows-msvc") === (Deno.build.os === "windows"))!;
   const denoFlags = step.split(/\s+/).filter((flag) => flag.startsWith("--allow-"));
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = new Cli(["serve", "--once", "--name", name], { denoFlags });
   await server.waitFor(WAITING);
   await using client = new Cli(["send", "--name", name], { denoFlags });
@@ -372,7 +354,7 @@ Deno.test("--help teaches by example and lists the exit codes; --version prints 
 });
 
 Deno.test("--allow-everyone is logged as a loud warning", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using server = await startServer(["--once", "--name", name, "--allow-everyone"]);
   assert.match(
     server.stderr,
@@ -383,7 +365,7 @@ Deno.test("--allow-everyone is logged as a loud warning", async () => {
 });
 
 Deno.test("--quiet logs nothing on success; --verbose logs each message of send", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   // Quiet, the server prints no "Waiting" line: send's own wait for the pipe is the synchronisation.
   await using server = new Cli(["serve", "--once", "--name", name, "--quiet"]);
   const verbose = await namedpipe(["send", "--name", name, "--verbose", "--timeout", String(WAIT_MS)]);
@@ -398,7 +380,7 @@ Deno.test({
   ignore: Deno.build.os === "windows", // Deno cannot send Ctrl+C to a child on Windows
   async fn() {
     for (const signal of ["SIGTERM", "SIGINT"] as const) {
-      const name = uniqueName();
+      const name = uniqueName("cli");
       await using server = await startServer(["--name", name]);
       // An idle client (it waits for stdin) must not hold the server up.
       await using idle = new Cli(["send", "--name", name, "-"], { stdin: true });
@@ -414,7 +396,7 @@ Deno.test({
 });
 
 Deno.test("an unexpected failure exits 1 and shows the stack trace", async () => {
-  const name = uniqueName();
+  const name = uniqueName("cli");
   await using listener = listen({ name });
   const serverSide = (async () => {
     await using conn = await listener.accept();
@@ -446,7 +428,7 @@ Deno.test("an unexpected failure exits 1 and shows the stack trace", async () =>
 
 Deno.test("serve() stops on its abort signal, closes idle clients and returns the summary", async () => {
   // The in-process twin of the SIGINT test, so the shutdown path also runs on Windows.
-  const name = uniqueName();
+  const name = uniqueName("cli");
   const stop = new AbortController();
   const serving = serve({ name, signal: stop.signal });
   await using idle = await connect({ name, timeout: WAIT_MS });

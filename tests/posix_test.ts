@@ -12,30 +12,17 @@ import {
   listenDenoUnix,
   openHandleCount as denoUnixHandleCount,
 } from "../pipe/posix/deno_unix.ts";
+import { uniqueName as sharedName, within as withinMs } from "./_pipes.ts";
 
 const ignore = Deno.build.os !== "linux";
 const WAIT_MS = 20_000;
+
+/** A pipe name no other test (or run) uses. */
+const uniqueName = () => sharedName("posix");
+/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
+const within = <T>(promise: Promise<T>, what: string, ms = WAIT_MS) => withinMs(promise, ms, what);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-let counter = 0;
-/** A pipe name no other test (or run) uses. */
-function uniqueName(): string {
-  return `np-posix-${Deno.pid}-${++counter}-${Math.floor(Math.random() * 1e6)}`;
-}
-
-/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** An echo server that closes every connection it accepted when disposed. */
 class EchoServer implements AsyncDisposable {

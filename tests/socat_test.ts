@@ -7,8 +7,14 @@
  */
 import assert from "node:assert/strict";
 import { connect, listen, pipePath } from "../mod.ts";
+import { uniqueName as sharedName, within as withinMs } from "./_pipes.ts";
 
 const WAIT_MS = 20_000;
+
+/** A pipe name no other test (or run) uses. */
+const uniqueName = () => sharedName("socat");
+/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
+const within = <T>(promise: Promise<T>, what: string, ms = WAIT_MS) => withinMs(promise, ms, what);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -21,25 +27,6 @@ function hasSocat(): boolean {
   }
 }
 const ignore = !hasSocat();
-
-let counter = 0;
-/** A pipe name no other test (or run) uses. */
-function uniqueName(): string {
-  return `np-socat-${Deno.pid}-${++counter}-${Math.floor(Math.random() * 1e6)}`;
-}
-
-/** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
-async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** socat with piped stdio; `result` collects its output and exit status. */
 function socat(args: string[]): { child: Deno.ChildProcess; result: Promise<Deno.CommandOutput> } {

@@ -13,17 +13,17 @@ import type { ConnectOptions, PipeConn } from "../types.ts";
 import { PosixConn } from "./connection.ts";
 import { pipePath } from "./path.ts";
 import { poller } from "./poller.ts";
-import { closeFd, configureSocket, DEFAULT_MAX_MESSAGE, openSocket, socketAddress } from "./socket.ts";
+import { closeFd, configureSocket, openSocket, socketAddress } from "./socket.ts";
+import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
 
-const DEFAULT_TIMEOUT = 2000;
 const MAX_BACKOFF = 100;
 
 /** Connect to the pipe server named in `options`; see the module doc for retries. */
 export async function connect(options: ConnectOptions): Promise<PipeConn> {
   const mode = options.mode ?? "message";
   const path = pipePath(options.name, options.server ?? ".");
-  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
-  const timeout = options.timeout ?? DEFAULT_TIMEOUT;
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
   if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
   if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > 0x7fff_ffff) {
     throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);

@@ -16,8 +16,8 @@ import { closedError, pipeError } from "../errors.ts";
 import { readableFrom, writableTo } from "../streams.ts";
 import type { ConnectOptions, ListenOptions, PipeConn, PipeDescription, PipeListener } from "../types.ts";
 import { pipePath } from "./path.ts";
+import { DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
 
-const DEFAULT_MAX_MESSAGE = 1024 * 1024;
 const DEFAULT_TIMEOUT = 2000;
 const MAX_BACKOFF = 100;
 /** Bytes `readMessage()` takes at once: a stream has no messages. */
@@ -136,7 +136,7 @@ class DenoUnixListener implements PipeListener {
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
-    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE;
+    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     const maxInstances = options.maxInstances ?? UNLIMITED_INSTANCES;
     this.#maxInstances = maxInstances >= UNLIMITED_INSTANCES ? Infinity : maxInstances;
     const fileMode = options.security === "everyone" ? 0o666 : 0o600;
@@ -255,7 +255,7 @@ export async function connectDenoUnix(options: ConnectOptions): Promise<PipeConn
   while (true) {
     try {
       const conn = await Deno.connect({ transport: "unix", path });
-      return new DenoUnixConn(conn, path, options.maxMessageSize ?? DEFAULT_MAX_MESSAGE);
+      return new DenoUnixConn(conn, path, options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE);
     } catch (error) {
       const retriable = error instanceof Deno.errors.NotFound ||
         error instanceof Deno.errors.ConnectionRefused;

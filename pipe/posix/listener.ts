@@ -41,44 +41,20 @@ import { closedError, errnoError, type NativeError, pipeError } from "../errors.
 import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
 import { PosixConn } from "./connection.ts";
 import { poller, type Registration } from "./poller.ts";
+import { closeFd, configureSocket, openSocket, socketAddress, statPath } from "./socket.ts";
 import {
-  closeFd,
-  configureSocket,
-  DEFAULT_MAX_MESSAGE,
-  openSocket,
-  socketAddress,
-  statPath,
-} from "./socket.ts";
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_PENDING_INSTANCES,
+  INT_MAX,
+  integer,
+  UNLIMITED_INSTANCES,
+} from "../options.ts";
 
 const log = logger("posix");
 
 /** `PIPE_UNLIMITED_INSTANCES`: 255 means no limit, as on Windows. */
-const UNLIMITED_INSTANCES = 255;
-const INT_MAX = 0x7fff_ffff;
-const DEFAULT_PENDING_INSTANCES = 4;
 /** Attempts to take a name whose stale socket another process may be replacing at the same time. */
 const LINK_ATTEMPTS = 3;
-
-/** `value` (or `fallback`) checked to be an integer in `[min, max]`, like the Windows backend does. */
-function integer(
-  value: number | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-  what: string,
-  path: string,
-): number {
-  const n = value ?? fallback;
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw pipeError(
-      RangeError,
-      "listen on",
-      path,
-      `${what} must be an integer from ${min} to ${max}, not ${n}`,
-    );
-  }
-  return n;
-}
 
 /** What the POSIX listener reports about itself. */
 export interface PosixPipeDescription extends PipeDescription {
@@ -105,7 +81,7 @@ export class PosixListener implements PipeListener {
     this.#options = options;
     this.#maxMessageSize = integer(
       options.maxMessageSize,
-      DEFAULT_MAX_MESSAGE,
+      DEFAULT_MAX_MESSAGE_SIZE,
       0,
       INT_MAX,
       "maxMessageSize",

@@ -32,8 +32,6 @@ import type { PipeMode } from "../types.ts";
 
 /** `sun_path` holds 108 bytes including the terminating NUL. */
 export const MAX_PATH_BYTES = 107;
-/** Default largest message, like the Windows backend. */
-export const DEFAULT_MAX_MESSAGE = 1024 * 1024;
 /** Up to this `maxMessageSize`, one buffer of that size takes any message in one call. */
 const EAGER_RECEIVE_LIMIT = 4 * 1024 * 1024;
 /** The kernel takes at most `INT_MAX / 2` for `SO_SNDBUF`. */

@@ -26,10 +26,9 @@ import type { ConnectOptions, PipeConn } from "../types.ts";
 import { associate } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
 import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "./listener.ts";
+import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
 import { pipePath } from "./path.ts";
 
-const DEFAULT_TIMEOUT = 2000;
 const ACCESS = (GENERIC_READ | GENERIC_WRITE) >>> 0;
 const FLAGS = (FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION) >>> 0;
 
@@ -46,7 +45,7 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   if (mode !== "message" && mode !== "byte") {
     throw pipeError(TypeError, "connect to", path, `unknown mode "${mode}" (expected "message" or "byte")`);
   }
-  const timeout = options.timeout ?? DEFAULT_TIMEOUT;
+  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
   if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   const name = wide(path);

@@ -36,6 +36,12 @@ import {
 import { wide } from "../../ffi/win32_strings.ts";
 import { logger } from "../log.ts";
 import { closedError, pipeError, win32Error } from "../errors.ts";
+import {
+  DEFAULT_BUFFER_SIZE,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_PENDING_INSTANCES,
+  integer,
+} from "../options.ts";
 import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
 import { associate, closeAssociated, type Completion, submit } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
@@ -45,33 +51,8 @@ import { readSddl, type SecurityAttributes, securityAttributes } from "./securit
 
 const log = logger("windows");
 
-/** Default pipe buffer size, like the seed. */
-export const DEFAULT_BUFFER_SIZE = 4096;
-/** Default largest message: 1 MiB. */
-export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024;
-const DEFAULT_PENDING_INSTANCES = 4;
 /** An instance that keeps reporting ERROR_NO_DATA at once is replaced rather than looped on. */
 const NO_DATA_RETRIES = 8;
-
-function integer(
-  value: number | undefined,
-  fallback: number,
-  min: number,
-  max: number,
-  what: string,
-  path: string,
-) {
-  const n = value ?? fallback;
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw pipeError(
-      RangeError,
-      "listen on",
-      path,
-      `${what} must be an integer from ${min} to ${max}, not ${n}`,
-    );
-  }
-  return n;
-}
 
 /** A named-pipe server over kernel32. */
 export class PipeServer implements PipeListener {
