@@ -45,6 +45,8 @@ export interface Limits {
   bufferSize: number;
   /** The server's `maxMessageSize`: one byte more drops the client. */
   maxMessageSize: number;
+  /** The far-over-the-limit message a hostile client sends; 0 when this host cannot send one. */
+  farOverMax: number;
 }
 
 /** Read buffer of the Windows engine: messages around it take the `ERROR_MORE_DATA` path. */

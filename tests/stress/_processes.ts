@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { prepareWindowsDeno, type WindowsDeno, WINE, winePath } from "../wine/windows_deno.ts";
+import { CACHE, prepareWindowsDeno, type WindowsDeno, WINE, winePath } from "../wine/windows_deno.ts";
 
 /** Where the stress processes run. */
 export interface Backend {
@@ -42,6 +42,29 @@ export async function wineBackend(): Promise<Backend> {
     env: deno.env,
     path: winePath,
   };
+}
+
+/**
+ * The same backend with a DENO_DIR of its own for short-lived processes (Wine only). wineserver keeps
+ * the descriptor of a closed file open while another process still has that file open (to keep
+ * POSIX locks, `server/fd.c`), and every Windows Deno keeps its SQLite caches in DENO_DIR open: with
+ * one long-lived Windows Deno, each short-lived one left 9 descriptors behind in wineserver, and
+ * about 2,200 fault processes took it to its limit of 20,000 (then every Wine program fails with
+ * "Too many open files"). Own cache databases, with the npm packages and the rest shared by links.
+ */
+export function withOwnCache(backend: Backend, dir: string): Backend {
+  if (backend.name !== "wine") return backend;
+  const shared = `${CACHE}/deno_dir`;
+  Deno.mkdirSync(dir, { recursive: true });
+  for (const entry of Deno.readDirSync(shared)) {
+    if (!entry.isDirectory) continue; // the SQLite caches (and their -wal, -shm) are files
+    try {
+      Deno.symlinkSync(`${shared}/${entry.name}`, `${dir}/${entry.name}`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+  }
+  return { ...backend, env: { ...backend.env, DENO_DIR: winePath(dir) } };
 }
 
 /** A started process. Its pid is the program's own (the shell `exec`s it), so kill -9 hits it. */

@@ -39,9 +39,8 @@ export interface BackendReport {
   rssBefore?: number;
   rssAfter?: number;
   rssPeak: number;
-  /** RSS half-way through the main phase and at its end (no trend there: no native leak). */
-  rssMidChurn?: number;
-  rssEndChurn?: number;
+  /** RSS at the end of each quarter of the main phase: a native leak shows as a steady climb. */
+  rssChurn?: number[];
   serverAlive: boolean;
   /** Passes of the churn in the main phase. */
   passes: number;
@@ -71,7 +70,7 @@ export function formatTable(reports: BackendReport[], seed: number): string {
     ["bytes echoed", (r) => mib(r.bytes)],
     ["faults injected", (r) => count(faults(r))],
     ...faultKinds.map((kind): [string, (r: BackendReport) => string] => [
-      `  ${kind}`,
+      `↳ ${kind}`, // a fault kind: part of the row above
       (r) => count(r.faults[kind] ?? 0),
     ]),
     [
@@ -95,7 +94,10 @@ export function formatTable(reports: BackendReport[], seed: number): string {
     ],
     ["heap + external before → after (after GC)", (r) => `${mib(r.heapBefore)} → ${mib(r.heapAfter)}`],
     ["RSS before → after", (r) => `${mib(r.rssBefore)} → ${mib(r.rssAfter)}`],
-    ["RSS half-way through the churn → at its end", (r) => `${mib(r.rssMidChurn)} → ${mib(r.rssEndChurn)}`],
+    [
+      "RSS at each quarter of the churn",
+      (r) => (r.rssChurn ?? []).map((n) => mib(n).replace(" MiB", "")).join(", ") + " MiB",
+    ],
     ["peak RSS", (r) => mib(r.rssPeak)],
     ["server still serving", (r) => r.serverAlive ? "yes" : "**no**"],
     ["wall time", (r) => `${r.seconds.toFixed(1)} s`],

@@ -99,9 +99,14 @@ async function main(args: string[]): Promise<number> {
     stats.heapUsed = memory.heapUsed;
     stats.external = memory.external;
     stats.time = Date.now();
-    // Written beside and renamed, so the reader never sees half a file.
-    Deno.writeTextFileSync(`${statsFile}.tmp`, JSON.stringify(stats));
-    Deno.renameSync(`${statsFile}.tmp`, statsFile);
+    // Written beside and renamed, so the reader never sees half a file. A failed write (out of
+    // descriptors, say) must not take the server down: the next one will do.
+    try {
+      Deno.writeTextFileSync(`${statsFile}.tmp`, JSON.stringify(stats));
+      Deno.renameSync(`${statsFile}.tmp`, statsFile);
+    } catch (error) {
+      console.error(`Cannot write the stats file: ${(error as Error).message}`);
+    }
   };
 
   let stopRequested = false;

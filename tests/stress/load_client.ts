@@ -7,9 +7,10 @@
  * deno run -A tests/stress/load_client.ts PLAN.json RESULT.json
  * ```
  *
- * Phases: `check` (one client per edge length in both modes, plus one over-max client: run before
- * the baseline and again at the end, to show the server still serves) and `main` (churn with
- * faults, idle clients and clients that never read, held open while the churn goes on).
+ * Phases: `check` (every edge length in message mode, byte mode and read in pieces, one over-max
+ * client, two floods and a few ordinary clients: run before the baseline and again at the end, to
+ * show the server still serves) and `main` (the churn with hostile clients among it, while idle
+ * clients and clients that never read stay connected; repeated while soaking).
  *
  * @module
  */
@@ -380,13 +381,8 @@ async function runPhase(plan: LoadPlan, load: Load) {
   const idle: PipeConn[] = [];
   for (let i = 0; i < plan.idle; i++) {
     try {
-      idle.push(
-        await (async () => {
-          const conn = await connect({ name: plan.name, timeout: 20_000 });
-          load.result.connections++;
-          return conn;
-        })(),
-      );
+      idle.push(await connect({ name: plan.name, timeout: 20_000 }));
+      load.result.connections++;
     } catch (error) {
       load.result.unexpectedErrors++;
       load.result.errorSamples.push(`idle client: ${(error as Error).message}`);
@@ -417,7 +413,7 @@ function churn(plan: LoadPlan, load: Load, random: Random): (() => Promise<void>
   }
   for (let i = 0; i < plan.overMax; i++) {
     // Just over the limit, and far over it.
-    const size = i % 2 ? plan.limits.maxMessageSize + 1 : 4 * plan.limits.maxMessageSize;
+    const size = i % 2 || !plan.limits.farOverMax ? plan.limits.maxMessageSize + 1 : plan.limits.farOverMax;
     tasks.push(() => load.overMax(size));
   }
   for (let i = 0; i < plan.halfMessage; i++) tasks.push(() => load.halfMessage());

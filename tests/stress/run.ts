@@ -4,15 +4,17 @@
  *
  * ```sh
  * deno task stress --quick            # both backends, well under 2 minutes (CI)
- * deno task stress                    # the full run, a few minutes
- * deno task stress --backend linux    # or wine; --seed N repeats a run
+ * deno task stress                    # the full run: a 75 s soak per backend, a few minutes
+ * deno task stress --backend linux    # or wine; --seed N repeats a run; --soak S soaks longer
+ * deno task stress --server cli       # main.ts serve --echo instead of the library's echo server
  * ```
  *
- * Per backend: start `echo_server.ts`; run the `check` phase (warm-up) and take the baseline
- * (handles, descriptors, memory); run the `main` phase (churn, hostile clients) in one load process
- * while fault processes are killed with SIGKILL mid-message, mid-reply, idle and blocked; run the
- * `check` phase again (the server still serves); wait for the server to settle and compare. Exit 1
- * when a reply was wrong or missing, the server died, or handles, descriptors or heap grew.
+ * Per backend: start the server; run the `check` phase (warm-up) and take the baseline (handles,
+ * descriptors, memory); run the `main` phase (churn with hostile clients, repeated while soaking)
+ * in one load process while rounds of fault processes are killed with SIGKILL idle, blocked,
+ * mid-message, mid-reply and mid-connect; run the `check` phase again (the server still serves);
+ * wait for the server to settle and compare; stop it with clients still connected. Exit 1 when a
+ * reply was wrong or missing, the server died, or handles, descriptors or heap grew. See README.md.
  *
  * @module
  */
@@ -29,6 +31,7 @@ import {
   start,
   waitExit,
   wineBackend,
+  withOwnCache,
 } from "./_processes.ts";
 import { type ServerUnderTest, startCliServer, startLibraryServer, truncateLog } from "./_servers.ts";
 import { type BackendReport, formatTable } from "./_report.ts";
@@ -37,7 +40,11 @@ const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
 const WORK = `${ROOT}.cache/stress`;
 
-const LIMITS: Limits = { bufferSize: 4096, maxMessageSize: 256 * 1024 };
+const LIMITS: Limits = {
+  bufferSize: 4096,
+  maxMessageSize: 256 * 1024,
+  farOverMax: linuxCanSend(1024 * 1024),
+};
 const FAULT_KINDS = ["idle", "no-read", "mid-message", "mid-reply", "byte-stream", "connect-storm"] as const;
 /** Growth allowed between the baseline and the end. The engine's own count must come back exactly. */
 const TOLERANCE = { handles: 0, descriptors: 4, heapBytes: 16 * 1024 * 1024 };
@@ -98,6 +105,21 @@ function scale(
   };
 }
 
+/**
+ * `size` when a SOCK_SEQPACKET message that big can be sent here, else 0. The sender's SO_SNDBUF must
+ * hold it whole; without privilege it cannot be raised past `net.core.wmem_max` (doubled by the
+ * kernel), which is 212,992 bytes by default.
+ */
+function linuxCanSend(size: number): number {
+  if (Deno.uid() === 0) return size;
+  try {
+    const wmemMax = Number(Deno.readTextFileSync("/proc/sys/net/core/wmem_max"));
+    return 2 * wmemMax >= size + 64 * 1024 ? size : 0;
+  } catch {
+    return 0;
+  }
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function log(backend: string, message: string) {
@@ -111,9 +133,13 @@ async function runBackend(
   quick: boolean,
   seed: number,
   sabotage: string,
+  soak?: number,
 ): Promise<BackendReport> {
   // The CLI logs every message in full (about 6 times the traffic): never the full scale for it.
-  const s = SCALES[quick || serverKind === "cli" ? "quick" : "full"][backend.name];
+  const scaled = SCALES[quick || serverKind === "cli" ? "quick" : "full"][backend.name];
+  const s = soak === undefined
+    ? scaled
+    : { ...scaled, soakSeconds: soak, maxSeconds: soak + scaled.maxSeconds };
   const dir = `${WORK}/${backend.name}-${serverKind}-${Date.now()}`;
   Deno.mkdirSync(dir, { recursive: true });
   const name = `np_stress_${backend.name}_${Deno.pid}_${seed}`;
@@ -254,8 +280,9 @@ async function runBackend(
       fail,
     );
     const [mainResult] = await Promise.all([main, kills]);
-    report.rssMidChurn = timeline[Math.floor(timeline.length / 2)];
-    report.rssEndChurn = timeline.at(-1);
+    report.rssChurn = [1, 2, 3, 4].map((q) =>
+      timeline![Math.max(0, Math.ceil(timeline!.length * q / 4) - 1)]
+    );
     timeline = undefined;
     report.passes = mainResult?.passes ?? 0;
 
@@ -281,7 +308,7 @@ async function runBackend(
     // still connected that are idle or blocked with the pipe full (go-winio #281, #357).
     const holders = await Promise.all(
       (["idle", "no-read", "mid-reply"] as const).map((kind) =>
-        startFault(backend, dir, name, kind, `at-stop-${kind}`, procs)
+        startFault(withOwnCache(backend, `${WORK}/fault_deno_dir`), dir, name, kind, `at-stop-${kind}`, procs)
       ),
     );
     for (const { proc, inPlace } of holders) {
@@ -344,11 +371,15 @@ async function injectFaults(
   report: BackendReport,
   fail: (why: string) => void,
 ) {
+  // The fault processes come and go by the thousand in a soak: they get caches of their own.
+  const faultBackend = withOwnCache(backend, `${WORK}/fault_deno_dir`);
   for (let round = 0; another(round); round++) {
+    let failed = false;
     await Promise.all(FAULT_KINDS.map(async (kind) => {
       const label = `fault-${kind}-${round}`;
-      const { proc, inPlace } = await startFault(backend, dir, name, kind, label, procs);
+      const { proc, inPlace } = await startFault(faultBackend, dir, name, kind, label, procs);
       if (!inPlace) {
+        failed = true;
         fail(`the ${label} process never got its fault in place (see ${proc.log})`);
       } else {
         // A random moment inside the transfer (mid-message, mid-reply); at once for the others.
@@ -357,6 +388,8 @@ async function injectFaults(
       }
       await killAndReap(proc);
     }));
+    // A round that failed would fail again at once: stop rather than spin.
+    if (failed) break;
   }
 }
 
@@ -406,7 +439,7 @@ function check(report: BackendReport, fail: (why: string) => void) {
 function pruneOldRuns(keep = 12) {
   let dirs: Deno.DirEntry[];
   try {
-    dirs = [...Deno.readDirSync(WORK)].filter((entry) => entry.isDirectory);
+    dirs = [...Deno.readDirSync(WORK)].filter((entry) => entry.isDirectory && /-\d+$/.test(entry.name));
   } catch {
     return;
   }
@@ -416,12 +449,14 @@ function pruneOldRuns(keep = 12) {
 }
 
 const USAGE = `Usage: deno task stress [--quick] [--backend linux|wine|all] [--server library|cli] [--seed N]
+                         [--soak SECONDS] [--sabotage wrong|leak]
 
 A bounded soak-and-fault run against an echo server on Linux and on Windows Deno under Wine: the
 library's (tests/stress/echo_server.ts, which reports the engine's handle count; the default) or
 the CLI's (main.ts serve --echo, watched from /proc). Logs go to .cache/stress/. Exits 1 on a wrong
 or missing reply, a dead server, or growth of the server's handles, descriptors or heap.
 
+--soak SECONDS repeats the churn (and the kills) that long instead of the mode's default.
 --sabotage wrong|leak makes the library server corrupt some replies or leave some connections
 open, to show that the run catches it (it must then exit 1).`;
 
@@ -430,6 +465,7 @@ async function main(args: string[]): Promise<number> {
   let which = "all";
   let serverKind = "library";
   let sabotage = "none";
+  let soak: number | undefined;
   let seed = Math.floor(Math.random() * 1_000_000);
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -438,6 +474,7 @@ async function main(args: string[]): Promise<number> {
     else if (arg === "--seed") seed = Number(args[++i]);
     else if (arg === "--server") serverKind = args[++i];
     else if (arg === "--sabotage") sabotage = args[++i];
+    else if (arg === "--soak") soak = Number(args[++i]);
     else {
       console.error(arg === "--help" || arg === "-h" ? USAGE : `Unknown argument "${arg}"\n\n${USAGE}`);
       return arg === "--help" || arg === "-h" ? 0 : 2;
@@ -446,17 +483,24 @@ async function main(args: string[]): Promise<number> {
   if (
     !["linux", "wine", "all"].includes(which) || !["library", "cli"].includes(serverKind) ||
     !["none", "wrong", "leak"].includes(sabotage) ||
-    !Number.isInteger(seed)
+    !Number.isInteger(seed) || (soak !== undefined && !(soak >= 0))
   ) {
     console.error(USAGE);
+    return 2;
+  }
+  if (Deno.build.os !== "linux") {
+    // It drives both backends from Linux (Wine for Windows) and reads /proc.
+    console.error("deno task stress runs on a Linux host (it runs the Windows backend under Wine)");
     return 2;
   }
   console.error(`[stress] ${quick ? "quick" : "full"} run, seed ${seed}`);
   pruneOldRuns();
   const reports: BackendReport[] = [];
   const kind = serverKind as ServerUnderTest["kind"];
-  if (which !== "wine") reports.push(await runBackend(linuxBackend(), kind, quick, seed, sabotage));
-  if (which !== "linux") reports.push(await runBackend(await wineBackend(), kind, quick, seed, sabotage));
+  if (which !== "wine") reports.push(await runBackend(linuxBackend(), kind, quick, seed, sabotage, soak));
+  if (which !== "linux") {
+    reports.push(await runBackend(await wineBackend(), kind, quick, seed, sabotage, soak));
+  }
   console.log(formatTable(reports, seed));
   return reports.some((r) => r.failures.length > 0) ? 1 : 0;
 }
