@@ -82,14 +82,23 @@ export function decodeHello(bytes: Uint8Array): DecodedMessage {
   }
 }
 
+/** Characters of a message shown in a log line: a client must not be able to flood the log. */
+export const LOG_TEXT_LIMIT = 256;
+
 /**
- * How a message appears in the seed's log lines: `"text"` quoted, or `<hex: 41 42 43>`.
+ * How a message appears in the seed's log lines: `"text"` quoted, or `<hex: 41 42 43>`. Past
+ * `limit` characters the rest is counted, not shown: `"abc…" (+1021 characters)`, so one 1 MiB
+ * request cannot write megabytes of log.
  * @param bytes one whole message
+ * @param limit characters of text (or hex) shown
  * @returns the part after `Message: ` in `Receives N bytes; Message: "..."`
  */
-export function formatHello(bytes: Uint8Array): string {
+export function formatHello(bytes: Uint8Array, limit = LOG_TEXT_LIMIT): string {
   const { text, hex } = decodeHello(bytes);
-  return hex ? `<hex: ${text}>` : `"${text}"`;
+  const shown = text.slice(0, limit);
+  const rest = text.length - shown.length;
+  if (rest === 0) return hex ? `<hex: ${shown}>` : `"${shown}"`;
+  return hex ? `<hex: ${shown}\u2026 (+${rest} characters)>` : `"${shown}\u2026" (+${rest} characters)`;
 }
 
 /**

@@ -163,3 +163,13 @@ Deno.test("fuzz: random text survives encodeUtf16le() and decodeHello() unchange
     assert.deepEqual(decodeHello(encodeUtf16le(text)), { text, hex: false }, `seed ${seed}, case ${i}`);
   }
 });
+
+Deno.test("formatHello() shows at most LOG_TEXT_LIMIT characters and counts the rest", () => {
+  const long = encodeUtf16le("x".repeat(1000));
+  assert.equal(formatHello(long), `"${"x".repeat(256)}\u2026" (+744 characters)`);
+  const odd = new Uint8Array(1001).fill(0xab);
+  const shown = formatHello(odd);
+  assert.ok(shown.startsWith("<hex: ab ab"));
+  assert.ok(shown.endsWith(`\u2026 (+${1001 * 3 - 1 - 256} characters)>`), shown.slice(-40));
+  assert.equal(formatHello(encodeUtf16le("short")), `"short"`);
+});
