@@ -123,6 +123,25 @@ Deno.test({
   },
 });
 
+Deno.test("a client beyond maxInstances is served once an instance is free, not refused", async () => {
+  await using server = serve({ name: uniqueName("limit"), maxInstances: 1 });
+  const first = await connect({ name: server.listener.path });
+  await first.writeMessage(pattern(3));
+  assert.deepEqual(await within(first.readMessage(), 5000, "the first echo"), pattern(3));
+  // Windows: the second waits in connect() (ERROR_PIPE_BUSY); Linux: in the backlog, not accepted.
+  const second = (async () => {
+    const client = await connect({ name: server.listener.path, timeout: 10_000 });
+    await client.writeMessage(pattern(5, 1));
+    return { client, reply: await client.readMessage() };
+  })();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(server.accepted, 1, "a second instance was accepted beyond the limit");
+  await first.close();
+  const { client, reply } = await within(second, 10_000, "the second client's echo");
+  await using _client = client;
+  assert.deepEqual(reply, pattern(5, 1));
+});
+
 Deno.test("accept() resolves for clients that connected before it was called, in order", async () => {
   await using listener = listen({ name: uniqueName("queued") });
   const clients = [];

@@ -481,21 +481,6 @@ Deno.test({
 });
 
 Deno.test({
-  name: "maxInstances closes clients beyond the limit at once",
-  ignore,
-  async fn() {
-    await using server = new EchoServer(listen({ name: uniqueName(), maxInstances: 1 }));
-    const name = server.listener.path;
-    await using first = await connect({ name });
-    await first.writeMessage(encoder.encode("one"));
-    assert.equal(decoder.decode((await within(first.readMessage(), "the echo"))!), "one");
-    await using second = await connect({ name });
-    assert.equal(await within(second.readMessage(), "the refusal"), null);
-    await first.close();
-  },
-});
-
-Deno.test({
   name: "16 concurrent clients make 100 round trips each",
   ignore,
   async fn() {

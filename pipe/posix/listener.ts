@@ -13,8 +13,10 @@
  * A server that is between `bind` and `listen` also refuses connections; ours never is (the name
  * appears only once listening), but another program's may briefly look stale.
  *
- * `maxInstances` (1 to 255, where 255 means unlimited as on Windows): a client beyond the limit is
- * accepted and closed at once, so it sees end of stream instead of waiting in the backlog.
+ * `maxInstances` (1 to 255, where 255 means unlimited as on Windows): at the limit the listener stops
+ * accepting until a connection closes, so further clients wait in the backlog (their requests are
+ * answered late, not lost) and, once it is full, `connect()` waits and times out as a client of a
+ * busy Windows pipe does.
  * `pendingInstances` is the `listen` backlog: more clients than that connecting at the same instant
  * get `EAGAIN`, which `connect()` retries like `ERROR_PIPE_BUSY`.
  *
@@ -72,6 +74,7 @@ export class PosixListener implements PipeListener {
   #options: ListenOptions;
   #maxMessageSize: number;
   #maxInstances: number;
+  #slotWaiters: (() => void)[] = [];
   #instances = 0;
   #replacedStale: boolean;
 
@@ -129,10 +132,24 @@ export class PosixListener implements PipeListener {
     return this.#registration.closed;
   }
 
+  /** Resolves when a connection closes (an instance is free again) or the listener closes. */
+  #slotFreed(): Promise<void> {
+    return new Promise((resolve) => this.#slotWaiters.push(resolve));
+  }
+
+  #release = () => {
+    this.#instances--;
+    for (const wake of this.#slotWaiters.splice(0)) wake();
+  };
+
   async accept(): Promise<PipeConn> {
     const c = libc();
     while (true) {
       if (this.#closed) throw closedError("accept on", this.path);
+      if (this.#instances >= this.#maxInstances) {
+        await this.#slotFreed();
+        continue;
+      }
       const fd = c.accept4(this.#fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const code = errno();
@@ -143,10 +160,6 @@ export class PosixListener implements PipeListener {
         // The client gave up between connect and accept, or a signal: take the next one.
         if (code === ECONNABORTED || code === EINTR) continue;
         throw errnoError(code, "accept on", this.path);
-      }
-      if (this.#instances >= this.#maxInstances) {
-        closeFd(fd);
-        continue;
       }
       try {
         configureSocket(
@@ -162,7 +175,7 @@ export class PosixListener implements PipeListener {
         throw error;
       }
       this.#instances++;
-      return new PosixConn(fd, this.path, this.mode, this.#maxMessageSize, () => this.#instances--);
+      return new PosixConn(fd, this.path, this.mode, this.#maxMessageSize, this.#release);
     }
   }
 
@@ -191,6 +204,7 @@ export class PosixListener implements PipeListener {
   async close(): Promise<void> {
     if (this.#closed) return;
     poller.unregister(this.#registration);
+    for (const wake of this.#slotWaiters.splice(0)) wake(); // their accept() now rejects
     unlinkIfOurs(this.path, this.#ino);
     closeFd(this.#fd);
     await poller.idle();
