@@ -103,7 +103,8 @@ function targets(results: Results, placement: Placement, mine: Peer[], baseline:
     const { ratios } = figure(results, placement, namedpipe, baseline, metric);
     if (!ratios.length) return [];
     const ratio = median(ratios);
-    return [`${names[metric]} ${ratio.toFixed(2)}× (goal ${goals[metric]}) ${mark(ratio >= goals[metric])}`];
+    // Three digits: 0.797 must not read as a met 0.80.
+    return [`${names[metric]} ${ratio.toFixed(3)}× (goal ${goals[metric]}) ${mark(ratio >= goals[metric])}`];
   });
   const ahead = !node ? [] : (["rtt1", "rtt16", "thr", "conn", "rss"] as const).flatMap((metric) => {
     const ours = figure(results, placement, namedpipe, baseline, metric).values;
