@@ -176,3 +176,52 @@ Deno.test("Node's net.connect gets 1 MiB echoed by our byte-mode server through 
     await served.catch(() => {});
   }
 });
+
+Deno.test("the HelloWorld server answers Node's net.connect with the seed's reply", async () => {
+  const name = uniqueName("hello");
+  // On Windows the seed's message-mode pipe (Node opens it in byte read mode); on Linux Node's net
+  // speaks SOCK_STREAM only, so the server runs in byte mode there.
+  const mode = Deno.build.os === "windows" ? [] : ["--mode", "byte"];
+  const main = filePath(new URL("../main.ts", import.meta.url));
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", main, "serve", "--once", "--name", name, ...mode],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  const reading = (async () => {
+    for await (const chunk of server.stderr.pipeThrough(new TextDecoderStream())) log += chunk;
+  })();
+  try {
+    await within(
+      (async () => {
+        while (!log.includes("Waiting for the client's connection...")) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })(),
+      30_000,
+      "the server to wait for its client",
+    );
+    await using node = await startNode("node_hello_client.mjs", [pipePath(name)]);
+    const { code } = await within(node.child.status, 30_000, "the Node client to finish");
+    assert.equal(code, 0, `node exited ${code}; its log: ${node.output()}`);
+    const reply = new TextEncoder().encode("Default response from server\0");
+    const expected = new Uint8Array(reply.length * 2);
+    reply.forEach((c, i) => expected[i * 2] = c); // ASCII in UTF-16LE
+    assert.match(node.output(), new RegExp(`^connected\\nreply ${expected.toHex()}\\n`));
+    const status = await within(server.status, 30_000, "serve --once to exit");
+    await reading;
+    assert.equal(status.code, 0, log);
+    assert.match(log, /Receives 56 bytes; Message: "Default request from client"/);
+    assert.match(log, /Replies 58 bytes; Message: "Default response from server"/);
+  } finally {
+    try {
+      server.kill();
+    } catch {
+      // Already exited.
+    }
+    await server.status;
+    await reading.catch(() => {});
+  }
+});
