@@ -26,6 +26,9 @@ export class PosixConn implements PipeConn {
   #registration: Registration;
   #maxMessageSize: number;
   #onClose: (() => void) | undefined;
+  /** Sizes of the last two messages received: when equal, the next is expected at that size. */
+  #lastSize = 0;
+  #sizeRepeated = false;
   /** The unread tail of a message that `read()` got into a smaller buffer. */
   #leftover: Uint8Array | null = null;
   /** Writes waiting for room, so that later writes queue behind them instead of overtaking. */
@@ -81,10 +84,19 @@ export class PosixConn implements PipeConn {
   async #readMessage(): Promise<Uint8Array | null> {
     while (true) {
       if (this.closed) throw closedError("read from", this.path);
-      const received = receiveMessage(this.#fd, this.#maxMessageSize);
+      // A steady size (the common case: fixed-size requests, echoes) lets the receive skip a copy.
+      const received = receiveMessage(
+        this.#fd,
+        this.#maxMessageSize,
+        this.#sizeRepeated ? this.#lastSize : 0,
+      );
       switch (received.kind) {
-        case "message":
+        case "message": {
+          const size = received.data.length;
+          this.#sizeRepeated = size === this.#lastSize;
+          this.#lastSize = size;
           return received.data;
+        }
         case "end":
           return null;
         case "again":
