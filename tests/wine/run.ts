@@ -11,7 +11,14 @@
  * @module
  */
 import { parseDenoTestSummary, type SuiteResult } from "../summary.ts";
-import { CACHE, prepareWindowsDeno, wineCommand, WineUnavailable } from "./windows_deno.ts";
+import {
+  CACHE,
+  prepareWindowsDeno,
+  stopWineserver,
+  TIMED_OUT,
+  wineCommand,
+  WineUnavailable,
+} from "./windows_deno.ts";
 
 const USAGE = `Usage: deno run -A tests/wine/run.ts [--exec SCRIPT ARGS... | DENO TEST ARGS...]
 
@@ -42,7 +49,18 @@ export async function runWindowsSuite(args: string[] = ["tests/"]): Promise<Suit
     output += text;
     Deno.stdout.writeSync(new TextEncoder().encode(text));
   });
+  // Left running, the persistent wineserver would outlive the suite; the next run restarts it in a second.
+  await stopWineserver(deno);
   const result = parseDenoTestSummary(name, output);
+  if (code === TIMED_OUT) {
+    return {
+      name,
+      passed: result?.passed ?? 0,
+      failed: 1,
+      skipped: 0,
+      note: `killed after 20 minutes: see ${logFile}`,
+    };
+  }
   if (!result) {
     return {
       name,
@@ -67,13 +85,17 @@ async function main(args: string[]): Promise<number> {
       return 2;
     }
     const deno = await prepareWindowsDeno();
-    return await wineCommand(
+    // No time limit: this may be a server (`--exec main.ts serve`) meant to run until stopped.
+    const code = await wineCommand(
       deno,
       [deno.exe, "run", "-A", ...args.slice(1)],
       `${CACHE}/run-${Deno.pid}.log`,
       undefined,
       (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
+      null,
     );
+    await stopWineserver(deno);
+    return code;
   }
   const result = await runWindowsSuite(args.length ? args : ["tests/"]);
   if (result.note) console.error(`[wine] ${result.note}`);

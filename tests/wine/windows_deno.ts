@@ -174,8 +174,8 @@ export const TIMED_OUT = 124;
 
 /**
  * Run a program under Wine with its output in `logFile` (a pipe could be held open by wineserver).
- * Returns the exit code, or {@linkcode TIMED_OUT} after killing a run longer than `timeoutMs`, so
- * a hang fails the suite instead of stalling CI; the caller reads the log.
+ * Returns the exit code, or {@linkcode TIMED_OUT} after killing a run longer than `timeoutMs` (null:
+ * no limit), so a hang fails the suite instead of stalling CI; the caller reads the log.
  */
 export async function wineCommand(
   deno: WindowsDeno,
@@ -183,7 +183,7 @@ export async function wineCommand(
   logFile: string,
   program = WINE,
   onOutput?: (text: string) => void,
-  timeoutMs = 20 * 60_000,
+  timeoutMs: number | null = 20 * 60_000,
 ): Promise<number> {
   // Shell redirection gives Wine a file descriptor that is a file; we follow it while it grows.
   const quoted = [program, ...args].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
@@ -205,7 +205,7 @@ export async function wineCommand(
   };
   const timer = setInterval(follow, 500);
   let timedOut = false;
-  const deadline = setTimeout(() => {
+  const deadline = timeoutMs === null ? undefined : setTimeout(() => {
     timedOut = true;
     proc.kill("SIGKILL");
   }, timeoutMs);
