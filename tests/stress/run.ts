@@ -35,6 +35,7 @@ import {
 } from "./_processes.ts";
 import { type ServerUnderTest, startCliServer, startLibraryServer, truncateLog } from "./_servers.ts";
 import { type BackendReport, formatTable } from "./_report.ts";
+import { stopWineserver } from "../wine/windows_deno.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -499,7 +500,14 @@ async function main(args: string[]): Promise<number> {
   const kind = serverKind as ServerUnderTest["kind"];
   if (which !== "wine") reports.push(await runBackend(linuxBackend(), kind, quick, seed, sabotage, soak));
   if (which !== "linux") {
-    reports.push(await runBackend(await wineBackend(), kind, quick, seed, sabotage, soak));
+    const wine = await wineBackend();
+    try {
+      reports.push(await runBackend(wine, kind, quick, seed, sabotage, soak));
+    } finally {
+      // Thousands of killed Windows processes went through this wineserver: leave none of its
+      // state to whatever runs next in the prefix (CI runs the test suite there).
+      await stopWineserver({ env: wine.env });
+    }
   }
   console.log(formatTable(reports, seed));
   return reports.some((r) => r.failures.length > 0) ? 1 : 0;

@@ -14,6 +14,7 @@ import { parseDenoTestSummary, type SuiteResult } from "../summary.ts";
 import {
   CACHE,
   prepareWindowsDeno,
+  restartWineserver,
   stopWineserver,
   TIMED_OUT,
   wineCommand,
@@ -42,6 +43,8 @@ export async function runWindowsSuite(args: string[] = ["tests/"]): Promise<Suit
     }
     throw error;
   }
+  // Start from a fresh wineserver: nothing left over from earlier Wine programs in this prefix.
+  await restartWineserver(deno);
   // One log per run: suites may run side by side in the same prefix.
   const logFile = `${CACHE}/run-${Deno.pid}.log`;
   let output = "";

@@ -163,10 +163,22 @@ async function startWineserver(env: Record<string, string>) {
   await run("sh", ["-c", `${WINESERVER} -p >>"${CACHE}/wineserver.log" 2>&1 </dev/null || true`], env);
 }
 
-/** Stop the persistent wineserver of the prefix. */
-export async function stopWineserver(deno: WindowsDeno): Promise<void> {
-  await new Deno.Command(WINESERVER, { args: ["-k"], env: deno.env, stdout: "null", stderr: "null" })
-    .output();
+/** Stop the persistent wineserver of the prefix and wait until it is gone. */
+export async function stopWineserver({ env }: Pick<WindowsDeno, "env">): Promise<void> {
+  await new Deno.Command(WINESERVER, { args: ["-k"], env, stdout: "null", stderr: "null" }).output();
+  // -k returns once the signal is sent: wait until the server is gone, so a new one starts clean.
+  await new Deno.Command("sh", {
+    args: ["-c", `timeout 10 ${WINESERVER} -w`],
+    env,
+    stdout: "null",
+    stderr: "null",
+  }).output();
+}
+
+/** A fresh wineserver for the prefix: nothing left over from earlier runs in it. */
+export async function restartWineserver(deno: WindowsDeno): Promise<void> {
+  await stopWineserver(deno);
+  await startWineserver(deno.env);
 }
 
 /** Exit code {@linkcode wineCommand} returns when it had to kill a run that outlived its time. */
