@@ -9,7 +9,13 @@
  * @module
  */
 import { ensureNodeWin, NODE_WIN_VERSION } from "../tests/wine/node_win.ts";
-import { prepareWindowsDeno, type WindowsDeno, WINE, wineCommand } from "../tests/wine/windows_deno.ts";
+import {
+  exists,
+  prepareWindowsDeno,
+  type WindowsDeno,
+  WINE,
+  wineCommand,
+} from "../tests/wine/windows_deno.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 /** Built binaries, the Wine prefix, logs. */
@@ -38,15 +44,6 @@ export interface WineTools {
 
 function log(message: string) {
   console.error(`[bench] ${message}`);
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {

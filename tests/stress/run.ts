@@ -50,17 +50,21 @@ const FAULT_KINDS = ["idle", "no-read", "mid-message", "mid-reply", "byte-stream
 /** Growth allowed between the baseline and the end. The engine's own count must come back exactly. */
 const TOLERANCE = { handles: 0, descriptors: 4, heapBytes: 16 * 1024 * 1024 };
 
-interface Scale {
-  clients: number;
-  concurrency: number;
-  idle: number;
-  noRead: number;
-  overMax: number;
-  halfMessage: number;
-  cutMessage: number;
-  connectClose: number;
-  floods: number;
-  floodSize: number;
+/** How much of each kind a run throws: the load plan's counts, plus the fault and time bounds. */
+interface Scale extends
+  Pick<
+    LoadPlan,
+    | "clients"
+    | "concurrency"
+    | "idle"
+    | "noRead"
+    | "overMax"
+    | "halfMessage"
+    | "cutMessage"
+    | "connectClose"
+    | "floods"
+    | "floodSize"
+  > {
   /** Rounds of fault processes, one of each kind per round, each killed with SIGKILL. */
   faultRounds: number;
   /** Repeat the churn (and the fault rounds) for this long. */

@@ -40,7 +40,8 @@ async function run(cmd: string, args: string[], env?: Record<string, string>): P
   return text;
 }
 
-function exists(path: string): boolean {
+/** Whether `path` exists (any kind of file). */
+export function exists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;
