@@ -21,13 +21,16 @@
  *
  * @module
  */
-export { connect, listen, openHandleCount, pipePath } from "./pipe/mod.ts";
+export { connect, listen, listPipes, openHandleCount, pipePath, waitForPipe } from "./pipe/mod.ts";
 export type {
   ConnectOptions,
   ListenOptions,
+  ListOptions,
   PipeConn,
   PipeDescription,
+  PipeInfo,
   PipeListener,
   PipeMode,
   PipeSecurity,
+  WaitOptions,
 } from "./pipe/types.ts";

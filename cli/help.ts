@@ -13,6 +13,8 @@ Examples:
   namedpipe send                       send "Default request from client", print the reply
   namedpipe send --name Echo hello     send "hello" to \\\\.\\pipe\\Echo
   printf 'one\\ntwo\\n' | namedpipe send -   send each line, print each reply
+  namedpipe list                       the pipes that exist (never connects to them)
+  namedpipe wait --timeout 5000 Echo   exit 0 once \\\\.\\pipe\\Echo can take a client, 3 if it cannot
 
 Run "namedpipe <command> --help" for every option of a command.
 
@@ -60,6 +62,41 @@ Examples:
   reply=$(namedpipe send --timeout 500) || echo "exit $?"
 
 Replies go to stdout, one line each (raw: the bytes as they are); diagnostics go to stderr.
+
+${EXIT_CODES_HELP}
+`;
+
+/** After `namedpipe list --help`. */
+export const LIST_EXAMPLES = `
+Examples:
+  namedpipe list                       every pipe: NAME, INSTANCES, MAX, ... (columns the platform
+                                       reports), one line each
+  namedpipe list 'docker*'             names matching a pattern (* any run, ? one character;
+                                       Windows ignores case)
+  namedpipe list --json HelloWorld     one JSON array: name, path, instances, maxInstances, and on
+                                       Linux mode, uid, owner, fileMode
+  namedpipe list /run/app.sock         Linux: also this socket, if something listens on it
+
+Nothing is connected to: a server sees no client. Windows lists \\\\.\\pipe\\ (INSTANCES open
+now, MAX allowed, 255 = unlimited); Wine cannot list it, so there name one pipe exactly.
+Linux lists the listening CoreFxPipe_* sockets in the temp directory (where bare names live:
+$TMPDIR or /tmp) with MODE (byte or message), OWNER and PERMS; INSTANCES and MAX are the listen
+backlog (clients waiting, and its size). A socket file nobody listens on is not listed.
+With a PATTERN or a path, finding nothing exits 3.
+
+${EXIT_CODES_HELP}
+`;
+
+/** After `namedpipe wait --help`. */
+export const WAIT_EXAMPLES = `
+Examples:
+  namedpipe wait HelloWorld                exit 0 once a server can take a client (5 s at most)
+  namedpipe serve --name Echo --echo & namedpipe wait --timeout 10000 Echo && namedpipe send --name Echo hi
+  namedpipe wait --timeout 0 Echo || echo "not up"     check once, do not wait
+
+Nothing is connected to: the server sees no client. Windows: WaitNamedPipe (an instance is free);
+Linux: a socket listens at the pipe's path with room in its backlog.
+Exit 0 when the pipe is ready, 3 when the timeout passed first.
 
 ${EXIT_CODES_HELP}
 `;

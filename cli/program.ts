@@ -16,13 +16,15 @@ import denoJson from "../deno.json" with { type: "json" };
 import { HELLO_PIPE_NAME } from "../pipe/hello.ts";
 import type { PipeMode, PipeSecurity } from "../pipe/types.ts";
 import { type Encoding, ENCODINGS } from "./encoding.ts";
-import { MAIN_EXAMPLES, SEND_EXAMPLES, SERVE_EXAMPLES } from "./help.ts";
+import { LIST_EXAMPLES, MAIN_EXAMPLES, SEND_EXAMPLES, SERVE_EXAMPLES, WAIT_EXAMPLES } from "./help.ts";
 import { deniedByDeno, ExitCode, exitCodeFor, UsageError } from "./exit_codes.ts";
 import { LOG_FORMATS, type LogFormat, ROOT_CATEGORY, setupLogging, type Verbosity } from "./logging.ts";
+import { list } from "./list.ts";
 import { integerOption, nonEmptyOption } from "./options.ts";
 import { send } from "./send.ts";
 import { serve } from "./serve.ts";
 import { stopSignals } from "./signals.ts";
+import { wait } from "./wait.ts";
 
 const log = getLogger([ROOT_CATEGORY]);
 
@@ -76,6 +78,14 @@ interface SendFlags extends LoggingFlags {
   encoding: Encoding;
   count: number;
   maxMessageSize?: number;
+}
+
+interface ListFlags extends LoggingFlags {
+  json?: boolean;
+}
+
+interface WaitFlags extends LoggingFlags {
+  timeout: number;
 }
 
 /** Build the command tree; actions throw, and {@linkcode run} maps what they throw to an exit code. */
@@ -191,6 +201,37 @@ function buildProgram(): Command {
       count: flags.count,
       maxMessageSize: flags.maxMessageSize,
     });
+  });
+
+  const listCommand = program.command("list")
+    .description("List the pipes that exist, without connecting to any (like Sysinternals PipeList).")
+    .argument("[pattern-or-path...]", "a name pattern (* and ?), and on Linux socket paths to look at too")
+    .option("--json", "print one JSON array instead of the table")
+    .addHelpText("after", LIST_EXAMPLES);
+  addLoggingOptions(listCommand).action(async (words: string[], flags: ListFlags) => {
+    await startLogging(flags);
+    const paths = Deno.build.os === "windows" ? [] : words.filter((word) => word.startsWith("/"));
+    const patterns = words.filter((word) => !paths.includes(word));
+    if (patterns.length > 1) throw new UsageError(`Give one name pattern, not ${patterns.length}`);
+    const found = await list({ pattern: patterns[0], paths, json: flags.json });
+    if (found.length === 0 && words.length > 0) {
+      throw new Deno.errors.NotFound(`No pipe matches "${words.join(" ")}"`);
+    }
+  });
+
+  const waitCommand = program.command("wait")
+    .description("Wait until a pipe exists and can take a client, without connecting to it.")
+    .argument("<name>", "pipe name (\\\\.\\pipe\\NAME; on Linux also a socket path)")
+    .addOption(
+      new Option("-t, --timeout <ms>", "give up after this long (exit 3)").default(5000)
+        .argParser(integerOption(0, 24 * 3600 * 1000)),
+    )
+    .addHelpText("after", WAIT_EXAMPLES);
+  addLoggingOptions(waitCommand).action(async (name: string, flags: WaitFlags) => {
+    await startLogging(flags);
+    if (name === "") throw new UsageError("The pipe name must not be empty.");
+    using stop = stopSignals();
+    await wait({ name, timeout: flags.timeout, signal: stop.signal });
   });
   return program;
 }

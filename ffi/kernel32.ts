@@ -283,6 +283,29 @@ const ntdllSymbols = {
     ],
     result: "u32", // NTSTATUS
   },
+  /** Wine's version string; absent on Windows, so tests can tell where Wine differs (Wine only). */
+  wine_get_version: {
+    parameters: [],
+    result: "pointer", // const char *
+    optional: true,
+  },
+  /** Lists `\\.\pipe\` with each pipe's current and maximum instances (Windows NT 3.1+). */
+  NtQueryDirectoryFile: {
+    parameters: [
+      "usize", // HANDLE FileHandle
+      "usize", // HANDLE Event (NULL)
+      "usize", // PIO_APC_ROUTINE ApcRoutine (NULL)
+      "usize", // PVOID ApcContext (NULL)
+      "buffer", // PIO_STATUS_BLOCK IoStatusBlock
+      "buffer", // PVOID FileInformation
+      "u32", // ULONG Length
+      "u32", // FILE_INFORMATION_CLASS FileInformationClass
+      "i32", // BOOLEAN ReturnSingleEntry
+      "buffer", // PUNICODE_STRING FileName (NULL: every entry)
+      "i32", // BOOLEAN RestartScan
+    ],
+    result: "u32", // NTSTATUS
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** kernel32's functions, typed. */
@@ -351,6 +374,10 @@ export const GENERIC_WRITE = 0x4000_0000;
 export const OPEN_EXISTING = 3;
 export const SECURITY_SQOS_PRESENT = 0x0010_0000;
 export const SECURITY_IDENTIFICATION = 0x0001_0000;
+export const FILE_LIST_DIRECTORY = 0x0001;
+export const SYNCHRONIZE = 0x0010_0000;
+export const FILE_SHARE_READ = 0x1;
+export const FILE_SHARE_WRITE = 0x2;
 
 // SetFileCompletionNotificationModes
 export const FILE_SKIP_COMPLETION_PORT_ON_SUCCESS = 0x1;
@@ -367,6 +394,8 @@ export const DACL_SECURITY_INFORMATION = 0x4;
 
 // NtQueryInformationFile
 export const FILE_PIPE_LOCAL_INFORMATION = 24; // FILE_INFORMATION_CLASS FilePipeLocalInformation
+// NtQueryDirectoryFile
+export const FILE_DIRECTORY_INFORMATION = 1; // FILE_INFORMATION_CLASS FileDirectoryInformation
 
 // Win32 errors the engine branches on
 export const ERROR_FILE_NOT_FOUND = 2;
@@ -381,8 +410,11 @@ export const ERROR_MORE_DATA = 234;
 export const ERROR_PIPE_CONNECTED = 535;
 export const ERROR_OPERATION_ABORTED = 995;
 export const ERROR_IO_PENDING = 997;
+export const ERROR_HANDLES_CLOSED = 676;
 export const ERROR_NOT_FOUND = 1168;
 
 // NTSTATUS values read from OVERLAPPED.Internal
 export const STATUS_SUCCESS = 0;
 export const STATUS_PENDING = 0x103;
+export const STATUS_NO_MORE_FILES = 0x8000_0006;
+export const STATUS_BAD_DEVICE_TYPE = 0xc000_00cb;

@@ -271,6 +271,10 @@ export function cString(text: string): Uint8Array<ArrayBuffer> {
 
 // Constants (Linux, all architectures Deno ships for).
 export const AF_UNIX = 1;
+/** Netlink, for `sock_diag`: which Unix sockets listen, without connecting to them. */
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const NETLINK_SOCK_DIAG = 4;
 export const SOCK_STREAM = 1;
 export const SOCK_SEQPACKET = 5;
 export const SOCK_NONBLOCK = 0o4000;

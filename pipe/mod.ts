@@ -6,7 +6,15 @@
  */
 import * as posix from "./posix/mod.ts";
 import * as windows from "./windows/mod.ts";
-import type { ConnectOptions, ListenOptions, PipeConn, PipeListener } from "./types.ts";
+import type {
+  ConnectOptions,
+  ListenOptions,
+  ListOptions,
+  PipeConn,
+  PipeInfo,
+  PipeListener,
+  WaitOptions,
+} from "./types.ts";
 
 const backend = Deno.build.os === "windows" ? windows : posix;
 
@@ -37,4 +45,38 @@ export function openHandleCount(): number {
 /** The full path a pipe name resolves to on this platform: `\\.\pipe\NAME` or a socket path. */
 export function pipePath(name: string, server = "."): string {
   return backend.pipePath(name, server);
+}
+
+/**
+ * The pipes that exist now, found without connecting to any (a connection would take an instance
+ * from its server). Windows: the `\\.\pipe\` directory, with each pipe's current and maximum
+ * instances. POSIX: the listening `CoreFxPipe_*` sockets of the temp directory (where bare names
+ * live) and the listening sockets among `paths`, with mode, owner and permission bits.
+ * @param options a name pattern (`*`, `?`) and, on POSIX, socket paths to look at too
+ * @returns the pipes, sorted by name
+ * @throws {Deno.errors.NotSupported} on Wine, which cannot list the pipe directory, unless the
+ *   pattern names one pipe exactly (that one is then checked)
+ * @example
+ * ```ts
+ * for (const pipe of await listPipes({ pattern: "docker*" })) console.log(pipe.path);
+ * ```
+ */
+export function listPipes(options: ListOptions = {}): Promise<PipeInfo[]> {
+  return backend.listPipes(options);
+}
+
+/**
+ * Wait until a pipe exists and has a free instance, without connecting to it: for scripts that
+ * start a server and must wait for it. Windows: `WaitNamedPipeW`, polled with 1 ms waits so the
+ * thread never blocks; POSIX: a socket listens at the pipe's path with room in its backlog.
+ * @param options the name, the timeout (default 2000 ms) and an abort signal
+ * @throws {Deno.errors.NotFound} when the pipe did not appear in time
+ * @throws {Deno.errors.TimedOut} when it appeared but every instance stayed busy
+ * @example
+ * ```ts
+ * await waitForPipe({ name: "HelloWorld", timeout: 5000 });
+ * ```
+ */
+export function waitForPipe(options: WaitOptions): Promise<void> {
+  return backend.waitForPipe(options);
 }

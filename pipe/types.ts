@@ -147,3 +147,53 @@ export interface PipeListener extends AsyncIterable<PipeConn> {
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
+
+/**
+ * A pipe that exists now, as {@linkcode listPipes} found it without connecting to it. Fields a
+ * platform does not report are absent.
+ */
+export interface PipeInfo {
+  /** The name to pass to `connect()`: `HelloWorld`, or (POSIX) the socket path for other sockets. */
+  name: string;
+  /** The full path: `\\.\pipe\HelloWorld`, or the socket path (`/tmp/CoreFxPipe_HelloWorld`). */
+  path: string;
+  /**
+   * Windows: instances open now (listening or connected), the directory's `EndOfFile`.
+   * POSIX: clients waiting in the listen backlog (`sock_diag` receive queue).
+   */
+  instances?: number;
+  /**
+   * Windows: the most instances the server allows (`nMaxInstances`; 255 is unlimited), the
+   * directory's `AllocationSize`. POSIX: the listen backlog's size.
+   */
+  maxInstances?: number;
+  /** POSIX: `"message"` for a `SOCK_SEQPACKET` socket, `"byte"` for `SOCK_STREAM`. */
+  mode?: PipeMode;
+  /** POSIX: the socket file's owner, as a uid. */
+  uid?: number;
+  /** POSIX: the owner's user name, when `/etc/passwd` names the uid. */
+  owner?: string;
+  /** POSIX: the socket file's permission bits, e.g. 0o600. */
+  fileMode?: number;
+}
+
+/** Options of {@linkcode listPipes}. */
+export interface ListOptions {
+  /**
+   * Only names matching this glob (`*` any run of characters, `?` one); case-insensitive on Windows,
+   * as pipe names are. Default every pipe.
+   */
+  pattern?: string;
+  /** POSIX: also these socket paths, when something listens on them. */
+  paths?: string[];
+}
+
+/** Options of {@linkcode waitForPipe}. */
+export interface WaitOptions {
+  /** `HelloWorld`, `\\.\pipe\HelloWorld`, or (POSIX) an absolute socket path. */
+  name: string;
+  /** How long to wait, in milliseconds. Default 2000; `Infinity` waits until the signal aborts. */
+  timeout?: number;
+  /** Stops the wait early: it then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}

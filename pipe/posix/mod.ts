@@ -30,6 +30,7 @@ import { pipePath } from "./path.ts";
 import { poller } from "./poller.ts";
 
 export { pipePath };
+export { listPipes, waitForPipe } from "./directory.ts";
 
 /** Whether this call goes to Deno's own sockets (macOS byte mode) rather than the libc engine. */
 function checkPlatform(mode: PipeMode | undefined, action: string, name: string): boolean {

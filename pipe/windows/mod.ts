@@ -9,6 +9,7 @@ import type { ListenOptions, PipeListener } from "../types.ts";
 import { PipeServer } from "./listener.ts";
 
 export { connect } from "./client.ts";
+export { listPipes, waitForPipe } from "./directory.ts";
 export { openHandleCount } from "./handles.ts";
 export { pipePath } from "./path.ts";
 
