@@ -26,6 +26,7 @@ export type {
   ConnectOptions,
   ListenOptions,
   ListOptions,
+  OperationOptions,
   PipeConn,
   PipeDescription,
   PipeInfo,

@@ -43,6 +43,30 @@ export interface ListenOptions {
   pendingInstances?: number;
 }
 
+/**
+ * Options of one waiting call: `conn.read(p, { signal })`, `listener.accept({ signal })`.
+ *
+ * Aborting `signal` cancels that call only (on Windows `CancelIoEx` on its own OVERLAPPED, on Linux
+ * its waiter leaves the poller) and makes it reject with `signal.reason`; other calls on the same
+ * connection or listener go on. A signal that has already aborted rejects at once, before any I/O.
+ * An operation that completed before the cancellation took effect resolves with its result, so no
+ * data is lost to the race. What is left usable afterwards:
+ * - `accept()`, `connections()` and `connect()`: always (a client arriving later is accepted by the
+ *   next `accept()`).
+ * - `read()` and `readMessage()`: always; nothing was consumed. (On Windows a message longer than
+ *   64 KiB whose first part has arrived is read to its end and returned: the rest is already in the
+ *   pipe, and cutting it off would lose the message's boundary.)
+ * - `write()` and `writeMessage()`: usable on Linux, where a write that waits for room has sent
+ *   nothing, except a byte-mode `writeMessage()` cancelled after part of its data went out (closed).
+ *   On Windows a write that was already waiting in the kernel is closed with the connection: Windows
+ *   does not tell how much of a cancelled write the peer already took. A write still queued behind
+ *   other writes is dropped without closing anything, on both.
+ */
+export interface OperationOptions {
+  /** Cancels this call; it then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions {
   /** `HelloWorld`, `\\SERVER\pipe\HelloWorld`, or (POSIX) an absolute socket path. */
@@ -55,6 +79,8 @@ export interface ConnectOptions {
   timeout?: number;
   /** Largest message accepted by {@linkcode PipeConn.readMessage}. Default 1 MiB. */
   maxMessageSize?: number;
+  /** Gives up waiting for the server: `connect()` rejects with `signal.reason`. */
+  signal?: AbortSignal;
 }
 
 /** One end of a connected pipe: a server's accepted client, or a client's connection. */
@@ -69,17 +95,17 @@ export interface PipeConn {
    * array; end of stream (the peer closed) resolves to `null`.
    * @throws {RangeError} when the message exceeds `maxMessageSize` (the connection is then closed).
    */
-  readMessage(): Promise<Uint8Array | null>;
+  readMessage(options?: OperationOptions): Promise<Uint8Array | null>;
   /** Write one whole message (in byte mode: all the bytes). */
-  writeMessage(data: Uint8Array): Promise<void>;
+  writeMessage(data: Uint8Array, options?: OperationOptions): Promise<void>;
   /**
    * Read up to `p.length` bytes; `null` at end of stream. In message mode a message longer than `p`
    * is handed out over several reads, and a zero-length message reads as end of stream (`null`): it is
    * what the peer's {@linkcode PipeConn.closeWrite} sends.
    */
-  read(p: Uint8Array): Promise<number | null>;
+  read(p: Uint8Array, options?: OperationOptions): Promise<number | null>;
   /** Write `p`; resolves to the number of bytes written. In message mode `p` is one message. */
-  write(p: Uint8Array): Promise<number>;
+  write(p: Uint8Array, options?: OperationOptions): Promise<number>;
   /**
    * The bytes the peer sends, as a byte stream (`Deno.Conn.readable`), created on first use. It pulls
    * one {@linkcode PipeConn.read} of up to 64 KiB only when its consumer asks for more, so a consumer
@@ -119,6 +145,14 @@ export interface PipeConn {
    * and writes on this end reject with `Deno.errors.BadResource`. Idempotent.
    */
   close(): Promise<void>;
+  /**
+   * Let the program exit while this connection's reads and writes are still waiting, like
+   * `Deno.Conn.unref()`: they complete if something else keeps the program running. Idempotent.
+   */
+  unref(): void;
+  /** Undo {@linkcode PipeConn.unref}: waiting operations keep the program running again (the default). */
+  ref(): void;
+  /** The same as {@linkcode PipeConn.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -140,11 +174,24 @@ export interface PipeListener extends AsyncIterable<PipeConn> {
   readonly path: string;
   readonly mode: PipeMode;
   /** The next client. Rejects with `Deno.errors.BadResource` once the listener is closed. */
-  accept(): Promise<PipeConn>;
+  accept(options?: OperationOptions): Promise<PipeConn>;
+  /**
+   * The clients as they come, like iterating the listener itself, with a signal: aborting it ends
+   * the iteration by throwing `signal.reason` out of the `for await` loop. Ends quietly at `close()`.
+   */
+  connections(options?: OperationOptions): AsyncIterableIterator<PipeConn>;
   /** Read back what was created (security descriptor, flags, file mode). */
   describe(): PipeDescription;
   /** Cancel pending accepts and release every handle. Connections already accepted stay open. */
   close(): Promise<void>;
+  /**
+   * Let the program exit while the listener waits for clients, like `Deno.Listener.unref()`; it still
+   * accepts them if something else keeps the program running. Connections accepted later are ref'd.
+   */
+  unref(): void;
+  /** Undo {@linkcode PipeListener.unref}: waiting for clients keeps the program running (the default). */
+  ref(): void;
+  /** The same as {@linkcode PipeListener.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 

@@ -3,12 +3,14 @@
  *
  * A missing socket (`ENOENT`), a socket nobody listens on (`ECONNREFUSED`) and a full backlog
  * (`EAGAIN`, the `ERROR_PIPE_BUSY` of Unix sockets) are retried with backoff (1 ms doubling to
- * 100 ms) until the caller's timeout, like `WaitNamedPipe` on Windows.
+ * 100 ms) until the caller's timeout, like `WaitNamedPipe` on Windows. `signal` ends the wait between
+ * attempts (each attempt is a synchronous `connect` on a non-blocking socket).
  *
  * @module
  */
 import { EAGAIN, ECONNREFUSED, EINTR, ENOENT, errno, libc } from "../../ffi/libc.ts";
 import { errnoError, pipeError } from "../errors.ts";
+import { checkSignal, sleep } from "../abort.ts";
 import type { ConnectOptions, PipeConn } from "../types.ts";
 import { PosixConn } from "./connection.ts";
 import { pipePath } from "./path.ts";
@@ -28,6 +30,8 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > 0x7fff_ffff) {
     throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
   }
+  const signal = options.signal;
+  checkSignal(signal);
   const deadline = performance.now() + timeout;
   const [address, length] = socketAddress(path, "connect to");
   let backoff = 1;
@@ -63,7 +67,7 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
       }
       throw errnoError(code, "connect to", path);
     }
-    await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, remaining)));
+    await sleep(Math.min(backoff, remaining), signal);
     backoff = Math.min(backoff * 2, MAX_BACKOFF);
   }
 }

@@ -5,12 +5,18 @@
  * Byte mode is `SOCK_STREAM`. Every operation tries the system call first and waits on the
  * {@linkcode poller} only after `EAGAIN`.
  *
+ * Cancellation (`{ signal }`) only ever removes a waiter: an operation waits after `EAGAIN`, when
+ * nothing was received or sent, so the connection stays usable. The one exception is a byte-mode
+ * `writeMessage()` cancelled after part of its data went out: the peer would see a torn message, so
+ * the connection is closed.
+ *
  * @module
  */
 import { EAGAIN, ECONNRESET, EINTR, ENOTCONN, EPIPE } from "../../ffi/libc.ts";
 import { closedError, errnoError, pipeError } from "../errors.ts";
+import { checkSignal, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
-import type { PipeConn, PipeMode } from "../types.ts";
+import type { OperationOptions, PipeConn, PipeMode } from "../types.ts";
 import { poller, type Registration } from "./poller.ts";
 import { closeFd, peerPid, receiveBytes, receiveMessage, sendBytes, shutdownWrite } from "./socket.ts";
 
@@ -72,16 +78,18 @@ export class PosixConn implements PipeConn {
     return this.#registration.closed;
   }
 
-  async readMessage(): Promise<Uint8Array | null> {
+  async readMessage(options?: OperationOptions): Promise<Uint8Array | null> {
+    const signal = options?.signal;
+    checkSignal(signal);
     if (this.#leftover) {
       const rest = this.#leftover;
       this.#leftover = null;
       return rest;
     }
-    return this.mode === "message" ? await this.#readMessage() : await this.#readChunk();
+    return this.mode === "message" ? await this.#readMessage(signal) : await this.#readChunk(signal);
   }
 
-  async #readMessage(): Promise<Uint8Array | null> {
+  async #readMessage(signal: AbortSignal | undefined): Promise<Uint8Array | null> {
     while (true) {
       if (this.closed) throw closedError("read from", this.path);
       // A steady size (the common case: fixed-size requests, echoes) lets the receive skip a copy.
@@ -100,7 +108,7 @@ export class PosixConn implements PipeConn {
         case "end":
           return null;
         case "again":
-          await poller.readable(this.#registration);
+          await poller.readable(this.#registration, signal);
           continue;
         case "too large":
           // The rest of the stream cannot be trusted to be in step: drop the client.
@@ -120,20 +128,20 @@ export class PosixConn implements PipeConn {
     }
   }
 
-  async #readChunk(): Promise<Uint8Array | null> {
+  async #readChunk(signal: AbortSignal | undefined): Promise<Uint8Array | null> {
     const buffer = new Uint8Array(Math.min(BYTE_CHUNK, Math.max(this.#maxMessageSize, 1)));
-    const n = await this.#readBytes(buffer);
+    const n = await this.#readBytes(buffer, signal);
     return n === null ? null : buffer.slice(0, n);
   }
 
-  async #readBytes(p: Uint8Array): Promise<number | null> {
+  async #readBytes(p: Uint8Array, signal: AbortSignal | undefined): Promise<number | null> {
     while (true) {
       if (this.closed) throw closedError("read from", this.path);
       const n = receiveBytes(this.#fd, p);
       if (n > 0) return n;
       if (n === 0) return p.length === 0 ? 0 : null;
       if (n === -EAGAIN) {
-        await poller.readable(this.#registration);
+        await poller.readable(this.#registration, signal);
         continue;
       }
       if (n === -EINTR) continue;
@@ -142,11 +150,12 @@ export class PosixConn implements PipeConn {
     }
   }
 
-  async read(p: Uint8Array): Promise<number | null> {
-    if (this.mode === "byte") return await this.#readBytes(p);
+  async read(p: Uint8Array, options?: OperationOptions): Promise<number | null> {
+    checkSignal(options?.signal);
+    if (this.mode === "byte") return await this.#readBytes(p, options?.signal);
     // Message mode: a message longer than `p` is kept and handed out by the next reads,
     // like ERROR_MORE_DATA on Windows.
-    const message = await this.readMessage();
+    const message = await this.readMessage(options);
     // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
     if (message === null || message.length === 0) return null;
     const n = Math.min(p.length, message.length);
@@ -155,9 +164,12 @@ export class PosixConn implements PipeConn {
     return n;
   }
 
-  async writeMessage(data: Uint8Array): Promise<void> {
+  async writeMessage(data: Uint8Array, options?: OperationOptions): Promise<void> {
+    const signal = options?.signal;
+    checkSignal(signal);
     const message = this.mode === "message";
     if (this.#writeClosed && !this.closed) throw this.#writeClosedError();
+    let sentSome = false;
     if (this.#writing === 0 && !this.closed) {
       // Fast path: nothing queued, and usually the whole message fits at once.
       const n = sendBytes(this.#fd, data);
@@ -165,23 +177,37 @@ export class PosixConn implements PipeConn {
       if (n >= 0) {
         if (message) throw this.#partial(n, data.length);
         data = data.subarray(n);
+        sentSome = n > 0;
       } else if (n !== -EAGAIN && n !== -EINTR) {
         throw errnoError(-n, "write to", this.path);
       }
     }
-    await this.#queue(async () => {
-      if (message) await this.#send(data, true);
-      else for (let rest = data; rest.length > 0;) rest = rest.subarray(await this.#send(rest, false));
-    });
+    try {
+      await this.#queue(async () => {
+        if (message) await this.#send(data, true, signal);
+        else {
+          for (let rest = data; rest.length > 0;) {
+            const n = await this.#send(rest, false, signal);
+            rest = rest.subarray(n);
+            sentSome ||= n > 0;
+          }
+        }
+      }, signal);
+    } catch (error) {
+      // Cancelled with part of a byte-mode message sent: the peer cannot tell where it ended.
+      if (sentSome && signal?.aborted && error === signal.reason) await this.close();
+      throw error;
+    }
   }
 
-  async write(p: Uint8Array): Promise<number> {
+  async write(p: Uint8Array, options?: OperationOptions): Promise<number> {
     if (this.mode === "message") {
-      await this.writeMessage(p);
+      await this.writeMessage(p, options);
       return p.length;
     }
+    checkSignal(options?.signal);
     if (this.#writeClosed && !this.closed) throw this.#writeClosedError();
-    return await this.#queue(() => this.#send(p, false));
+    return await this.#queue(() => this.#send(p, false, options?.signal), options?.signal);
   }
 
   /**
@@ -208,14 +234,22 @@ export class PosixConn implements PipeConn {
     return pipeError(Deno.errors.BrokenPipe, "write to", this.path, "writing was closed (closeWrite)", EPIPE);
   }
 
-  /** Run `task` after the writes already waiting, so that writes leave in the order they were made. */
-  async #queue<T>(task: () => Promise<T>): Promise<T> {
+  /**
+   * Run `task` after the writes already waiting, so that writes leave in the order they were made.
+   * Cancelled before its turn, it rejects at once and is skipped when its turn comes.
+   */
+  async #queue<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     this.#writing++;
     const previous = this.#writeTail;
-    const done = previous.catch(() => {}).then(task);
+    let started = false;
+    const done = previous.catch(() => {}).then(() => {
+      checkSignal(signal);
+      started = true;
+      return task();
+    });
     this.#writeTail = done;
     try {
-      return await done;
+      return await whileQueued(done, signal, () => !started);
     } finally {
       this.#writing--;
     }
@@ -231,7 +265,7 @@ export class PosixConn implements PipeConn {
   }
 
   /** One `send`, waiting while the socket is full; returns the bytes sent. */
-  async #send(data: Uint8Array, whole: boolean): Promise<number> {
+  async #send(data: Uint8Array, whole: boolean, signal?: AbortSignal): Promise<number> {
     while (true) {
       if (this.closed) throw closedError("write to", this.path);
       const n = sendBytes(this.#fd, data);
@@ -240,12 +274,22 @@ export class PosixConn implements PipeConn {
         return n;
       }
       if (n === -EAGAIN) {
-        await poller.writable(this.#registration, this.path);
+        await poller.writable(this.#registration, this.path, signal);
         continue;
       }
       if (n === -EINTR) continue;
       throw errnoError(-n, "write to", this.path);
     }
+  }
+
+  /** See {@linkcode PipeConn.unref}. */
+  unref(): void {
+    poller.setRef(this.#registration, false);
+  }
+
+  /** See {@linkcode PipeConn.ref}. */
+  ref(): void {
+    poller.setRef(this.#registration, true);
   }
 
   /** Close the socket. Data already sent stays readable by the peer. Idempotent. */

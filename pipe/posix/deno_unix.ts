@@ -8,13 +8,25 @@
  * `listen()` is synchronous), and `peerPid` is 0 (Deno does not expose the peer's credentials).
  * It needs `--allow-read` and `--allow-write` for the socket path.
  *
+ * Cancellation: Deno cannot cancel one read or write of a `Deno.UnixConn`, so a cancelled `read()` or
+ * `write()` here closes the connection (it rejects with the signal's reason at once). A cancelled
+ * `accept()` leaves the listener usable: a client that arrives afterwards goes to the next `accept()`.
+ *
  * On Linux the tests run this module directly, so it is exercised even though it only serves macOS.
  *
  * @module
  */
 import { closedError, pipeError } from "../errors.ts";
+import { checkSignal, sleep, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
-import type { ConnectOptions, ListenOptions, PipeConn, PipeDescription, PipeListener } from "../types.ts";
+import type {
+  ConnectOptions,
+  ListenOptions,
+  OperationOptions,
+  PipeConn,
+  PipeDescription,
+  PipeListener,
+} from "../types.ts";
 import { pipePath } from "./path.ts";
 import { DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
 
@@ -66,36 +78,54 @@ class DenoUnixConn implements PipeConn {
     return this.#writable ??= writableTo(this);
   }
 
-  async readMessage(): Promise<Uint8Array | null> {
+  async readMessage(options?: OperationOptions): Promise<Uint8Array | null> {
     const buffer = new Uint8Array(Math.min(BYTE_CHUNK, Math.max(this.#maxMessageSize, 1)));
-    const n = await this.read(buffer);
+    const n = await this.read(buffer, options);
     return n === null ? null : buffer.slice(0, n);
   }
 
-  async read(p: Uint8Array): Promise<number | null> {
+  /** `operation`, or, when `signal` aborts first, the connection closed and the signal's reason. */
+  async #cancellable<T>(operation: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    try {
+      return await whileQueued(operation, signal, () => true);
+    } catch (error) {
+      if (signal?.aborted && error === signal.reason) {
+        operation.catch(() => {}); // it fails with BadResource once closed
+        await this.close();
+      }
+      throw error;
+    }
+  }
+
+  async read(p: Uint8Array, options?: OperationOptions): Promise<number | null> {
+    checkSignal(options?.signal);
     if (this.#closed) throw closedError("read from", this.path);
     try {
-      return await this.#conn.read(p);
+      return await this.#cancellable(this.#conn.read(p), options?.signal);
     } catch (error) {
+      if (options?.signal?.aborted && error === options.signal.reason) throw error;
       if (this.#closed && isClosedError(error)) throw closedError("read from", this.path);
       if (error instanceof Deno.errors.ConnectionReset) return null;
       throw error;
     }
   }
 
-  async writeMessage(data: Uint8Array): Promise<void> {
+  async writeMessage(data: Uint8Array, options?: OperationOptions): Promise<void> {
+    checkSignal(options?.signal);
     let rest = data;
-    while (rest.length > 0) rest = rest.subarray(await this.write(rest));
+    while (rest.length > 0) rest = rest.subarray(await this.write(rest, options));
   }
 
-  async write(p: Uint8Array): Promise<number> {
+  async write(p: Uint8Array, options?: OperationOptions): Promise<number> {
+    checkSignal(options?.signal);
     if (this.#closed) throw closedError("write to", this.path);
     if (this.#writeClosed) {
       throw pipeError(Deno.errors.BrokenPipe, "write to", this.path, "writing was closed (closeWrite)", 32);
     }
     try {
-      return await this.#conn.write(p);
+      return await this.#cancellable(this.#conn.write(p), options?.signal);
     } catch (error) {
+      if (options?.signal?.aborted && error === options.signal.reason) throw error;
       if (this.#closed && isClosedError(error)) throw closedError("write to", this.path);
       throw error;
     }
@@ -107,6 +137,16 @@ class DenoUnixConn implements PipeConn {
     if (this.#writeClosed) return;
     this.#writeClosed = true;
     await this.#conn.closeWrite();
+  }
+
+  /** See {@linkcode PipeConn.unref}: `Deno.Conn.unref()`. */
+  unref(): void {
+    this.#conn.unref();
+  }
+
+  /** See {@linkcode PipeConn.ref}: `Deno.Conn.ref()`. */
+  ref(): void {
+    this.#conn.ref();
   }
 
   close(): Promise<void> {
@@ -133,6 +173,8 @@ class DenoUnixListener implements PipeListener {
   #maxInstances: number;
   #instances = 0;
   #closed = false;
+  /** Clients accepted for an `accept()` that was cancelled meanwhile: the next ones take them. */
+  #ready: Deno.UnixConn[] = [];
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
@@ -159,13 +201,35 @@ class DenoUnixListener implements PipeListener {
     open++;
   }
 
-  async accept(): Promise<PipeConn> {
+  /** `Deno.UnixListener.accept()`, or a client kept from a cancelled `accept()`. */
+  async #acceptOne(signal: AbortSignal | undefined): Promise<Deno.UnixConn> {
+    const ready = this.#ready.shift();
+    if (ready) return ready;
+    const operation = this.#listener.accept();
+    let abandoned = false;
+    operation.then((conn) => {
+      if (!abandoned) return;
+      if (this.#closed) conn.close();
+      else this.#ready.push(conn);
+    }, () => {});
+    try {
+      return await whileQueued(operation, signal, () => true);
+    } catch (error) {
+      abandoned = signal?.aborted === true && error === signal.reason;
+      throw error;
+    }
+  }
+
+  async accept(options?: OperationOptions): Promise<PipeConn> {
+    const signal = options?.signal;
+    checkSignal(signal);
     while (true) {
       if (this.#closed) throw closedError("accept on", this.path);
       let conn: Deno.UnixConn;
       try {
-        conn = await this.#listener.accept();
+        conn = await this.#acceptOne(signal);
       } catch (error) {
+        if (signal?.aborted && error === signal.reason) throw error;
         if (this.#closed || isClosedError(error)) throw closedError("accept on", this.path);
         throw error;
       }
@@ -178,15 +242,29 @@ class DenoUnixListener implements PipeListener {
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+  [Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+    return this.connections();
+  }
+
+  async *connections(options?: OperationOptions): AsyncIterableIterator<PipeConn> {
     while (true) {
       try {
-        yield await this.accept();
+        yield await this.accept(options);
       } catch (error) {
         if (this.#closed && error instanceof Deno.errors.BadResource) return;
         throw error;
       }
     }
+  }
+
+  /** See {@linkcode PipeListener.unref}: `Deno.Listener.unref()`. */
+  unref(): void {
+    this.#listener.unref();
+  }
+
+  /** See {@linkcode PipeListener.ref}: `Deno.Listener.ref()`. */
+  ref(): void {
+    this.#listener.ref();
   }
 
   describe(): PipeDescription {
@@ -210,6 +288,7 @@ class DenoUnixListener implements PipeListener {
       // Already gone.
     }
     this.#listener.close();
+    for (const conn of this.#ready.splice(0)) conn.close();
     return Promise.resolve();
   }
 
@@ -250,6 +329,7 @@ export function listenDenoUnix(options: ListenOptions): PipeListener {
 /** Connect in byte mode with Deno's own Unix sockets, retrying a missing socket until `timeout`. */
 export async function connectDenoUnix(options: ConnectOptions): Promise<PipeConn> {
   const path = pipePath(options.name, options.server ?? ".");
+  checkSignal(options.signal);
   const deadline = performance.now() + (options.timeout ?? DEFAULT_TIMEOUT);
   let backoff = 1;
   while (true) {
@@ -266,7 +346,7 @@ export async function connectDenoUnix(options: ConnectOptions): Promise<PipeConn
         }
         throw error;
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(backoff, remaining)));
+      await sleep(Math.min(backoff, remaining), options.signal);
       backoff = Math.min(backoff * 2, MAX_BACKOFF);
     }
   }

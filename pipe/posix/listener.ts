@@ -40,7 +40,15 @@ import {
   SOCK_NONBLOCK,
 } from "../../ffi/libc.ts";
 import { closedError, errnoError, type NativeError, pipeError } from "../errors.ts";
-import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
+import type {
+  ListenOptions,
+  OperationOptions,
+  PipeConn,
+  PipeDescription,
+  PipeListener,
+  PipeMode,
+} from "../types.ts";
+import { checkSignal, onAbort } from "../abort.ts";
 import { PosixConn } from "./connection.ts";
 import { poller, type Registration } from "./poller.ts";
 import { closeFd, configureSocket, openSocket, socketAddress, statPath } from "./socket.ts";
@@ -133,8 +141,19 @@ export class PosixListener implements PipeListener {
   }
 
   /** Resolves when a connection closes (an instance is free again) or the listener closes. */
-  #slotFreed(): Promise<void> {
-    return new Promise((resolve) => this.#slotWaiters.push(resolve));
+  #slotFreed(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stop = onAbort(signal, () => {
+        const at = this.#slotWaiters.indexOf(wake);
+        if (at >= 0) this.#slotWaiters.splice(at, 1);
+        reject(signal!.reason);
+      });
+      const wake = () => {
+        stop();
+        resolve();
+      };
+      this.#slotWaiters.push(wake);
+    });
   }
 
   #release = () => {
@@ -142,19 +161,21 @@ export class PosixListener implements PipeListener {
     for (const wake of this.#slotWaiters.splice(0)) wake();
   };
 
-  async accept(): Promise<PipeConn> {
+  async accept(options?: OperationOptions): Promise<PipeConn> {
+    const signal = options?.signal;
+    checkSignal(signal);
     const c = libc();
     while (true) {
       if (this.#closed) throw closedError("accept on", this.path);
       if (this.#instances >= this.#maxInstances) {
-        await this.#slotFreed();
+        await this.#slotFreed(signal);
         continue;
       }
       const fd = c.accept4(this.#fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const code = errno();
         if (code === EAGAIN) {
-          await poller.readable(this.#registration);
+          await poller.readable(this.#registration, signal);
           continue;
         }
         // The client gave up between connect and accept, or a signal: take the next one.
@@ -179,15 +200,29 @@ export class PosixListener implements PipeListener {
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+  [Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+    return this.connections();
+  }
+
+  async *connections(options?: OperationOptions): AsyncIterableIterator<PipeConn> {
     while (true) {
       try {
-        yield await this.accept();
+        yield await this.accept(options);
       } catch (error) {
         if (this.#closed && error instanceof Deno.errors.BadResource) return;
         throw error;
       }
     }
+  }
+
+  /** See {@linkcode PipeListener.unref}. */
+  unref(): void {
+    poller.setRef(this.#registration, false);
+  }
+
+  /** See {@linkcode PipeListener.ref}. */
+  ref(): void {
+    poller.setRef(this.#registration, true);
   }
 
   describe(): PosixPipeDescription {

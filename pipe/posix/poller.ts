@@ -12,6 +12,10 @@
  * the blocked call, so an idle program exits and a finished test leaves no pending operation. When
  * the last socket is gone, the epoll instance and the eventfd are closed too.
  *
+ * Cancellation: a waiter given an `AbortSignal` leaves its queue when the signal aborts and rejects
+ * with the reason; nothing was consumed, since it only waited. `unref`: the blocking wait's op stops
+ * keeping the process alive while every waiter belongs to an unref'd socket (see `keep_alive.ts`).
+ *
  * @module
  */
 import {
@@ -33,6 +37,8 @@ import {
   libc,
 } from "../../ffi/libc.ts";
 import { errnoError } from "../errors.ts";
+import { onAbort } from "../abort.ts";
+import { setOpRef } from "../keep_alive.ts";
 
 /** Events taken per `epoll_wait`. */
 const BATCH = 128;
@@ -55,6 +61,8 @@ export class Registration {
   readers: (() => void)[] = [];
   writers: (() => void)[] = [];
   closed = false;
+  /** False after `unref()`: its waiters do not keep the process alive. */
+  ref = true;
 
   constructor(token: number, fd: number) {
     this.token = token;
@@ -77,7 +85,12 @@ class Poller {
   #sockets = new Map<number, Registration>();
   /** Operations waiting for readiness, across all sockets. */
   #waiting = 0;
+  /** Of those, the ones on ref'd sockets: the blocking wait keeps the process alive while any. */
+  #refWaiting = 0;
   #blocked: Promise<void> | null = null;
+  /** The pending `epoll_wait` op itself, and whether it keeps the process alive now. */
+  #waitOp: Promise<number> | null = null;
+  #waitRefd = true;
   #scheduled = false;
   #spins = 0;
   #drainEvents = new Uint8Array(BATCH * EPOLL_EVENT_SIZE);
@@ -142,8 +155,8 @@ class Poller {
     registration.closed = true;
     this.#sockets.delete(registration.token);
     libc().epoll_ctl(this.#epfd, EPOLL_CTL_DEL, registration.fd, epollEvent(0, 0));
-    this.#wakeAll(registration.readers);
-    this.#wakeAll(registration.writers);
+    this.#wakeAll(registration, registration.readers);
+    this.#wakeAll(registration, registration.writers);
     // Nothing else waits: end the blocked epoll_wait now.
     if (this.#waiting === 0 && this.#blocked) this.#wake();
     this.#closeIfUnused();
@@ -153,13 +166,13 @@ class Poller {
     libc().write(this.#wakefd, ONE, 8n);
   }
 
-  /** Wait until the socket may be readable again (after `EAGAIN`). */
-  readable(registration: Registration): Promise<void> {
-    return this.#wait(registration, registration.readers);
+  /** Wait until the socket may be readable again (after `EAGAIN`); rejects with `signal.reason`. */
+  readable(registration: Registration, signal?: AbortSignal): Promise<void> {
+    return this.#wait(registration, registration.readers, signal);
   }
 
-  /** Wait until the socket may be writable again (after `EAGAIN`). */
-  writable(registration: Registration, path: string): Promise<void> {
+  /** Wait until the socket may be writable again (after `EAGAIN`); rejects with `signal.reason`. */
+  writable(registration: Registration, path: string, signal?: AbortSignal): Promise<void> {
     if (!registration.watchingWrites) {
       // MOD re-arms the edge trigger and reports the current state, so no change is missed.
       const events = READ_EVENTS | WRITE_EVENTS | EPOLLET;
@@ -171,7 +184,26 @@ class Poller {
       }
       registration.watchingWrites = true;
     }
-    return this.#wait(registration, registration.writers);
+    return this.#wait(registration, registration.writers, signal);
+  }
+
+  /** `ref()`/`unref()` of a socket: whether its waiters keep the process alive. */
+  setRef(registration: Registration, ref: boolean): void {
+    if (registration.ref === ref || registration.closed) {
+      registration.ref = ref;
+      return;
+    }
+    registration.ref = ref;
+    const count = registration.readers.length + registration.writers.length;
+    this.#refWaiting += ref ? count : -count;
+    this.#updateWaitRef();
+  }
+
+  #updateWaitRef(): void {
+    // With no waiter at all the wait is being woken to end, and idle() may await that: keep it ref'd.
+    const ref = this.#refWaiting > 0 || this.#waiting === 0;
+    if (this.#waitOp && ref !== this.#waitRefd) setOpRef(this.#waitOp, ref);
+    this.#waitRefd = ref;
   }
 
   /**
@@ -197,19 +229,41 @@ class Poller {
     while (this.#blocked && this.#waiting === 0) await this.#blocked;
   }
 
-  #wait(registration: Registration, queue: (() => void)[]): Promise<void> {
+  #wait(registration: Registration, queue: (() => void)[], signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (registration.closed) return Promise.resolve();
-    const { promise, resolve } = Promise.withResolvers<void>();
-    queue.push(resolve);
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const stop = onAbort(signal, () => {
+      const at = queue.indexOf(wake);
+      if (at < 0) return; // already woken
+      queue.splice(at, 1);
+      this.#waiting--;
+      if (registration.ref) this.#refWaiting--;
+      this.#updateWaitRef();
+      // The last waiter gone: end the blocked epoll_wait, as unregister() does.
+      if (this.#waiting === 0 && this.#blocked) this.#wake();
+      reject(signal!.reason);
+    });
+    const wake = () => {
+      stop();
+      resolve();
+    };
+    queue.push(wake);
     this.#waiting++;
+    if (registration.ref) this.#refWaiting++;
+    this.#updateWaitRef();
     this.#schedule();
     return promise;
   }
 
-  #wakeAll(queue: (() => void)[]): void {
+  #wakeAll(registration: Registration, queue: (() => void)[]): void {
     if (queue.length === 0) return;
     const waiters = queue.splice(0);
     this.#waiting -= waiters.length;
+    if (registration.ref) {
+      this.#refWaiting -= waiters.length;
+      this.#updateWaitRef();
+    }
     for (const wake of waiters) wake();
   }
 
@@ -237,7 +291,12 @@ class Poller {
   }
 
   async #block(): Promise<void> {
-    const count = await libc().epoll_wait_blocking(this.#epfd, this.#blockEvents, BATCH, -1);
+    const op = libc().epoll_wait_blocking(this.#epfd, this.#blockEvents, BATCH, -1);
+    this.#waitOp = op;
+    // A new op is ref'd: unref it at once when only unref'd sockets wait.
+    if (!this.#waitRefd) setOpRef(op, false);
+    const count = await op;
+    this.#waitOp = null;
     this.#blocked = null;
     // -1 is EINTR (a signal hit the worker thread): simply wait again.
     if (count > 0) this.#dispatch(this.#blockView, count);
@@ -256,8 +315,8 @@ class Poller {
       }
       const registration = this.#sockets.get(token);
       if (!registration) continue;
-      if (events & READ_EVENTS) this.#wakeAll(registration.readers);
-      if (events & WRITE_EVENTS) this.#wakeAll(registration.writers);
+      if (events & READ_EVENTS) this.#wakeAll(registration, registration.readers);
+      if (events & WRITE_EVENTS) this.#wakeAll(registration, registration.writers);
     }
   }
 

@@ -4,7 +4,8 @@
  *
  * A missing pipe (`ERROR_FILE_NOT_FOUND`) or one whose instances are all busy (`ERROR_PIPE_BUSY`) is
  * retried with a backoff from 1 to 50 ms on timers until the deadline, so the JS thread never blocks
- * (`WaitNamedPipeW` would block it, and rejects `\\?\pipe\` names, libuv#3914).
+ * (`WaitNamedPipeW` would block it, and rejects `\\?\pipe\` names, libuv#3914). `signal` ends that
+ * wait between attempts (`CreateFileW` itself does not wait).
  *
  * @module
  */
@@ -22,6 +23,7 @@ import {
 } from "../../ffi/kernel32.ts";
 import { wide } from "../../ffi/win32_strings.ts";
 import { pipeError, win32Error } from "../errors.ts";
+import { checkSignal, sleep } from "../abort.ts";
 import type { ConnectOptions, PipeConn } from "../types.ts";
 import { associate } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
@@ -31,8 +33,6 @@ import { pipePath } from "./path.ts";
 
 const ACCESS = (GENERIC_READ | GENERIC_WRITE) >>> 0;
 const FLAGS = (FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION) >>> 0;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Connect to `\\SERVER\pipe\NAME`.
@@ -49,6 +49,7 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   const name = wide(path);
+  checkSignal(options.signal);
   const deadline = Date.now() + timeout;
   const k = kernel32();
   let delay = 1;
@@ -65,7 +66,7 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
     }
     const left = deadline - Date.now();
     if (left <= 0) throw win32Error(error, "connect to", path);
-    await sleep(Math.min(delay, left));
+    await sleep(Math.min(delay, left), options.signal);
     delay = Math.min(delay * 2, 50);
   }
   try {

@@ -13,6 +13,13 @@
  * 4. Packets are taken in batches: first with a zero-timeout `GetQueuedCompletionStatusEx` on the JS
  *    thread, and only when nothing is ready with ONE `nonblocking` call on Deno's pool. The wait runs
  *    only while something is pending, so an idle program exits.
+ * 5. Cancelling one operation (an `AbortSignal` given to {@linkcode submit}) is
+ *    `CancelIoEx(handle, itsOverlapped)`: only that operation ends, with `ERROR_OPERATION_ABORTED`
+ *    (or its real result, if it won the race), and its OVERLAPPED and buffer stay in `#pending` until
+ *    that packet is dequeued, like any other.
+ * 6. `unref`: operations on a handle given to {@linkcode setHandleRef}`(h, false)` do not keep the
+ *    process alive. While every pending operation is on such handles, the blocking wait's op is
+ *    unref'd (see `keep_alive.ts`): it still runs and completes them, but the process may exit.
  *
  * Immediate `ERROR_MORE_DATA` (a message longer than the read buffer already in the pipe): its status
  * is STATUS_BUFFER_OVERFLOW, a warning, not an error. The skip mode skips the packet for any
@@ -36,6 +43,8 @@ import {
 } from "../../ffi/kernel32.ts";
 import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 import { win32Error } from "../errors.ts";
+import { onAbort } from "../abort.ts";
+import { setOpRef } from "../keep_alive.ts";
 
 /** How an overlapped operation ended: a Win32 error (0 = success) and the bytes transferred. */
 export interface Completion {
@@ -69,6 +78,8 @@ interface Pending {
   /** The buffer the kernel writes into or reads from: kept alive until the packet. */
   keep: unknown;
   resolve(completion: Completion): void;
+  /** Stops listening to the operation's AbortSignal. */
+  unlisten(): void;
 }
 
 const free: Slot[] = [];
@@ -91,6 +102,13 @@ const pending = new Map<number, Pending>();
 /** Per handle: operations pending and who waits for them to drain. */
 const perHandle = new Map<Handle, { count: number; drained: (() => void)[] }>();
 let running = false;
+/** Handles whose operations do not keep the process alive (`unref()`). */
+const unrefd = new Set<Handle>();
+/** Pending operations on handles not in `unrefd`: the wait keeps the process alive while any. */
+let refPending = 0;
+/** The blocking wait's op while it runs, and whether it keeps the process alive. */
+let waitOp: Promise<number> | null = null;
+let waitRefd = true;
 
 const syncEntries = new Uint8Array(new ArrayBuffer(ENTRY_SIZE * BATCH));
 const syncView = new DataView(syncEntries.buffer);
@@ -140,6 +158,8 @@ export function associate(handle: Handle, name: string): void {
 
 /** `CloseHandle` for a handle given to {@linkcode associate}; nothing may be pending on it. */
 export function closeAssociated(handle: Handle): void {
+  // Nothing is pending on it: forget its ref state before the value can be reused.
+  unrefd.delete(handle);
   closeHandle(handle);
   associated--;
   maybeClosePort();
@@ -155,12 +175,15 @@ function maybeClosePort() {
 /**
  * Issue one overlapped operation. `issue` makes the Win32 call with the OVERLAPPED it is given and
  * returns its BOOL. Returns the completion at once when the call finished inline, or a promise of it
- * when the call is pending; `keep` (the data buffer) stays referenced until then.
+ * when the call is pending; `keep` (the data buffer) stays referenced until then. While it is
+ * pending, `signal` aborting cancels this operation alone (`CancelIoEx` on its OVERLAPPED); the
+ * promise still resolves only with its packet, usually `ERROR_OPERATION_ABORTED`.
  */
 export function submit(
   handle: Handle,
   issue: (overlapped: Uint8Array) => number,
   keep?: unknown,
+  signal?: AbortSignal,
 ): Completion | Promise<Completion> {
   const k = kernel32();
   const slot = takeSlot();
@@ -179,12 +202,36 @@ export function submit(
     return { error, bytes };
   }
   return new Promise<Completion>((resolve) => {
-    pending.set(slot.address, { slot, handle, keep, resolve });
+    // The slot is ours until its packet: CancelIoEx names exactly this operation.
+    const unlisten = onAbort(signal, () => kernel32().CancelIoEx(handle, slot.bytes));
+    pending.set(slot.address, { slot, handle, keep, resolve, unlisten });
     const entry = perHandle.get(handle);
     if (entry) entry.count++;
     else perHandle.set(handle, { count: 1, drained: [] });
+    if (!unrefd.has(handle)) refPending++;
+    updateWaitRef();
     if (!running) run();
   });
+}
+
+/** `ref()`/`unref()` of a handle: whether its pending operations keep the process alive. */
+export function setHandleRef(handle: Handle, ref: boolean): void {
+  if (unrefd.has(handle) === !ref) return;
+  const count = perHandle.get(handle)?.count ?? 0;
+  if (ref) {
+    unrefd.delete(handle);
+    refPending += count;
+  } else {
+    unrefd.add(handle);
+    refPending -= count;
+  }
+  updateWaitRef();
+}
+
+function updateWaitRef() {
+  const ref = refPending > 0;
+  if (waitOp && ref !== waitRefd) setOpRef(waitOp, ref);
+  waitRefd = ref;
 }
 
 /**
@@ -193,7 +240,10 @@ export function submit(
  * left to cancel) is benign.
  */
 export function cancel(handle: Handle): void {
-  if (perHandle.has(handle)) kernel32().CancelIoEx(handle, null);
+  if (!perHandle.has(handle)) return;
+  // The caller waits for these packets (close drains them): they keep the process alive again.
+  setHandleRef(handle, true);
+  kernel32().CancelIoEx(handle, null);
 }
 
 /** Resolves once no operation on `handle` is pending (its packets all dequeued). */
@@ -226,6 +276,8 @@ function dispatch(view: DataView, count: number) {
       continue;
     }
     pending.delete(address);
+    op.unlisten();
+    if (!unrefd.has(op.handle)) refPending--;
     const status = op.slot.view.getUint32(0, true); // OVERLAPPED.Internal: the NTSTATUS
     const bytes = view.getUint32(at + 24, true); // dwNumberOfBytesTransferred
     const error = status === 0 ? 0 : rtl(status);
@@ -237,6 +289,7 @@ function dispatch(view: DataView, count: number) {
     }
     op.resolve({ error, bytes });
   }
+  updateWaitRef();
 }
 
 /**
@@ -261,14 +314,16 @@ async function run() {
         await settle();
         continue;
       }
-      const ok = await k.GetQueuedCompletionStatusExBlocking(
-        p,
-        asyncEntries,
-        BATCH,
-        asyncRemoved,
-        INFINITE,
-        0,
-      );
+      const op = k.GetQueuedCompletionStatusExBlocking(p, asyncEntries, BATCH, asyncRemoved, INFINITE, 0);
+      waitOp = op;
+      // A new op is ref'd: unref it at once when only unref'd handles wait.
+      if (!waitRefd) setOpRef(op, false);
+      let ok: number;
+      try {
+        ok = await op;
+      } finally {
+        waitOp = null;
+      }
       if (ok) {
         dispatch(asyncView, asyncRemoved[0]);
         await settle();
@@ -277,8 +332,10 @@ async function run() {
         // kernel may still own them) but fail the operations rather than hang.
         for (const [address, op] of pending) {
           pending.delete(address);
+          op.unlisten();
           op.resolve({ error: 6, bytes: 0 });
         }
+        refPending = 0;
         for (const [handle, entry] of perHandle) {
           perHandle.delete(handle);
           for (const wake of entry.drained) wake();

@@ -6,6 +6,15 @@
  * completes with 0 bytes and success, so `readMessage()` resolves to an empty array; end of stream is
  * `ERROR_BROKEN_PIPE` / `ERROR_PIPE_NOT_CONNECTED` and resolves to `null`. The two never mix.
  *
+ * Cancellation (`{ signal }`): `CancelIoEx` on the operation's own OVERLAPPED, and the call settles
+ * once its packet is dequeued, so the read buffer is never handed to a second `ReadFile` while the
+ * kernel may still write into it. A cancelled read consumed nothing (a read that got data completes
+ * normally instead), so the connection stays usable. A message longer than the 64 KiB buffer is
+ * cancellable only until its first part arrives: the rest of a message is already in the pipe (a
+ * message-mode write is queued whole), so it is read without waiting and returned, rather than cut
+ * off with its boundary lost. A cancelled write that was pending in the kernel closes the connection:
+ * NPFS may have handed part of it to the reader already, and the completion does not say how much.
+ *
  * @module
  */
 import {
@@ -20,9 +29,17 @@ import {
 } from "../../ffi/kernel32.ts";
 import { logger } from "../log.ts";
 import { closedError, pipeError, win32Error } from "../errors.ts";
+import { checkSignal, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
-import type { PipeConn, PipeMode } from "../types.ts";
-import { cancel, closeAssociated, type Completion, drained, submit } from "./completion_port.ts";
+import type { OperationOptions, PipeConn, PipeMode } from "../types.ts";
+import {
+  cancel,
+  closeAssociated,
+  type Completion,
+  drained,
+  setHandleRef,
+  submit,
+} from "./completion_port.ts";
 import type { Handle } from "./handles.ts";
 
 const log = logger("windows");
@@ -103,11 +120,20 @@ export class PipeConnection implements PipeConn {
     return this.#writable ??= writableTo(this);
   }
 
-  /** Reads are serialized: one OVERLAPPED read per connection, and the read buffer is reused. */
-  #serial<T>(task: () => Promise<T>): Promise<T> {
-    const next = this.#reading.then(task, task);
+  /**
+   * Reads are serialized: one OVERLAPPED read per connection, and the read buffer is reused. A read
+   * cancelled while it waits for its turn rejects at once and is skipped.
+   */
+  #serial<T>(task: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    let started = false;
+    const run = () => {
+      checkSignal(signal);
+      started = true;
+      return task();
+    };
+    const next = this.#reading.then(run, run);
     this.#reading = next.catch(() => {});
-    return next;
+    return whileQueued(next, signal, () => !started);
   }
 
   #readBuffer(): Uint8Array {
@@ -115,26 +141,33 @@ export class PipeConnection implements PipeConn {
   }
 
   /** One `ReadFile` of up to `size` bytes into `buffer` at `offset`. */
-  #readInto(buffer: Uint8Array, offset: number, size: number): Promise<Completion> {
+  #readInto(
+    buffer: Uint8Array,
+    offset: number,
+    size: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Completion> {
     // Never issue I/O once close() began: the handle value may soon belong to another object.
     if (this.#closing) return Promise.reject(closedError("read from", this.path));
     const h = this.#handle;
     const target = buffer.subarray(offset, offset + size);
-    return settle(submit(h, (ov) => kernel32().ReadFile(h, target, size, null, ov), buffer));
+    return settle(submit(h, (ov) => kernel32().ReadFile(h, target, size, null, ov), buffer, signal));
   }
 
-  readMessage(): Promise<Uint8Array | null> {
-    return this.#serial(() => this.#readMessage());
+  readMessage(options?: OperationOptions): Promise<Uint8Array | null> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.#serial(() => this.#readMessage(signal), signal);
   }
 
-  async #readMessage(): Promise<Uint8Array | null> {
+  async #readMessage(signal: AbortSignal | undefined): Promise<Uint8Array | null> {
     if (this.#closing) throw closedError("read from", this.path);
     const buffer = this.#readBuffer();
-    let c = await this.#readInto(buffer, 0, READ_SIZE);
+    let c = await this.#readInto(buffer, 0, READ_SIZE, signal);
     if (c.error === 0) {
       return c.bytes > this.#maxMessageSize ? this.#tooLarge(c.bytes) : buffer.slice(0, c.bytes);
     }
-    if (c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error);
+    if (c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error, signal);
     // The message is longer than 64 KiB: size the rest with PeekNamedPipe and read it straight into
     // one array of the exact size.
     let whole = new Uint8Array(0);
@@ -159,16 +192,17 @@ export class PipeConnection implements PipeConn {
         grown.set(whole.subarray(0, have));
         whole = grown;
       }
+      // No signal from here on: the rest of the message is already in the pipe (see the module doc).
       if (left > 0) {
-        c = await this.#readInto(whole, have, whole.length - have);
+        c = await this.#readInto(whole, have, whole.length - have, undefined);
         if (c.error === 0 || c.error === ERROR_MORE_DATA) have += c.bytes;
       } else {
-        c = await this.#readInto(buffer, 0, READ_SIZE);
+        c = await this.#readInto(buffer, 0, READ_SIZE, undefined);
         if (c.error === 0 || c.error === ERROR_MORE_DATA) append(buffer.subarray(0, c.bytes));
       }
       if (have > this.#maxMessageSize) return this.#tooLarge(have);
     }
-    if (c.error !== 0) return this.#failedRead(c.error);
+    if (c.error !== 0) return this.#failedRead(c.error, undefined);
     return whole.length === have ? whole : whole.slice(0, have);
   }
 
@@ -201,35 +235,41 @@ export class PipeConnection implements PipeConn {
     );
   }
 
-  #failedRead(error: number): null {
+  #failedRead(error: number, signal: AbortSignal | undefined): null {
     if (endOfStream(error)) return null;
+    // Our own cancellation: nothing was read (a read that got data completes with success instead).
+    if (error === ERROR_OPERATION_ABORTED && signal?.aborted) throw signal.reason;
     if (error === ERROR_OPERATION_ABORTED && this.#closing) throw closedError("read from", this.path);
     throw win32Error(error, "read from", this.path);
   }
 
-  read(p: Uint8Array): Promise<number | null> {
+  read(p: Uint8Array, options?: OperationOptions): Promise<number | null> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return this.#serial(async () => {
       if (this.#closing) throw closedError("read from", this.path);
       if (p.length === 0) return 0;
       const buffer = this.#readBuffer();
-      const c = await this.#readInto(buffer, 0, Math.min(p.length, READ_SIZE));
+      const c = await this.#readInto(buffer, 0, Math.min(p.length, READ_SIZE), signal);
       // In message mode ERROR_MORE_DATA just means the rest of this message comes next read.
-      if (c.error !== 0 && c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error);
+      if (c.error !== 0 && c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error, signal);
       // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
       if (c.bytes === 0 && c.error === 0 && this.mode === "message") return null;
       p.set(buffer.subarray(0, c.bytes));
       return c.bytes;
-    });
+    }, signal);
   }
 
-  write(p: Uint8Array): Promise<number> {
+  write(p: Uint8Array, options?: OperationOptions): Promise<number> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#closing) return Promise.reject(closedError("write to", this.path));
     if (this.#writeClosed) {
       return Promise.reject(
         pipeError(Deno.errors.BrokenPipe, "write to", this.path, "writing was closed (closeWrite)", 232),
       );
     }
-    return this.#write(p);
+    return this.#write(p, signal);
   }
 
   /**
@@ -246,8 +286,8 @@ export class PipeConnection implements PipeConn {
     await empty;
   }
 
-  async #write(p: Uint8Array): Promise<number> {
-    const pending = this.#writeFile(p);
+  async #write(p: Uint8Array, signal?: AbortSignal): Promise<number> {
+    const pending = this.#writeFile(p, signal);
     this.#writes.add(pending);
     try {
       return await pending;
@@ -256,11 +296,19 @@ export class PipeConnection implements PipeConn {
     }
   }
 
-  async #writeFile(p: Uint8Array): Promise<number> {
+  async #writeFile(p: Uint8Array, signal: AbortSignal | undefined): Promise<number> {
     const h = this.#handle;
     const data = p.length === 0 ? EMPTY : p.length <= COPY_BELOW ? p.slice() : p;
     this.#wrote = true;
-    const c = await settle(submit(h, (ov) => kernel32().WriteFile(h, data, data.length, null, ov), data));
+    const c = await settle(
+      submit(h, (ov) => kernel32().WriteFile(h, data, data.length, null, ov), data, signal),
+    );
+    if (c.error === ERROR_OPERATION_ABORTED && signal?.aborted) {
+      // The peer may hold part of it: see the module doc.
+      log.warn("Closed the connection to {path}: a pending write was cancelled", { path: this.path });
+      await this.close();
+      throw signal.reason;
+    }
     if (c.error !== 0) {
       if (c.error === ERROR_OPERATION_ABORTED && this.#closing) throw closedError("write to", this.path);
       throw win32Error(c.error, "write to", this.path);
@@ -268,10 +316,20 @@ export class PipeConnection implements PipeConn {
     return c.bytes;
   }
 
-  async writeMessage(data: Uint8Array): Promise<void> {
-    let sent = await this.write(data);
+  async writeMessage(data: Uint8Array, options?: OperationOptions): Promise<void> {
+    let sent = await this.write(data, options);
     // A byte-mode pipe may take part of a large write; a message-mode write is all or nothing.
-    while (sent < data.length) sent += await this.write(data.subarray(sent));
+    while (sent < data.length) sent += await this.write(data.subarray(sent), options);
+  }
+
+  /** See {@linkcode PipeConn.unref}. */
+  unref(): void {
+    if (!this.#closing) setHandleRef(this.#handle, false);
+  }
+
+  /** See {@linkcode PipeConn.ref}. */
+  ref(): void {
+    if (!this.#closing) setHandleRef(this.#handle, true);
   }
 
   close(): Promise<void> {

@@ -42,8 +42,23 @@ import {
   DEFAULT_PENDING_INSTANCES,
   integer,
 } from "../options.ts";
-import type { ListenOptions, PipeConn, PipeDescription, PipeListener, PipeMode } from "../types.ts";
-import { associate, closeAssociated, type Completion, submit } from "./completion_port.ts";
+import type {
+  ListenOptions,
+  OperationOptions,
+  PipeConn,
+  PipeDescription,
+  PipeListener,
+  PipeMode,
+} from "../types.ts";
+import { onAbort } from "../abort.ts";
+import {
+  associate,
+  cancel,
+  closeAssociated,
+  type Completion,
+  setHandleRef,
+  submit,
+} from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
 import { adopt, type Handle, isValid } from "./handles.ts";
 import { pipePath } from "./path.ts";
@@ -77,6 +92,8 @@ export class PipeServer implements PipeListener {
   #waiters: { resolve(conn: PipeConn): void; reject(error: Error): void }[] = [];
   #error?: Error;
   #closing?: Promise<void>;
+  /** False after `unref()`: the listening instances' ConnectNamedPipe keep nothing alive. */
+  #ref = true;
 
   constructor(options: ListenOptions) {
     const path = pipePath(options.name);
@@ -205,6 +222,7 @@ export class PipeServer implements PipeListener {
   /** `ConnectNamedPipe` on an instance; the result is handled at once or when its packet comes. */
   #arm(handle: Handle, retries = 0) {
     this.#listening.add(handle);
+    if (!this.#ref) setHandleRef(handle, false);
     const c = submit(handle, (ov) => kernel32().ConnectNamedPipe(handle, ov));
     if (c instanceof Promise) {
       const done: Promise<void> = c.then((r) => this.#connected(handle, r, 0)).finally(() =>
@@ -224,6 +242,7 @@ export class PipeServer implements PipeListener {
       return;
     }
     if (c.error === 0 || c.error === ERROR_PIPE_CONNECTED) {
+      setHandleRef(handle, true); // a connection starts ref'd, whatever its listener
       this.#replenish(); // the next instance exists before this one is handed off
       this.#deliver(
         new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
@@ -260,7 +279,13 @@ export class PipeServer implements PipeListener {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
   }
 
-  accept(): Promise<PipeConn> {
+  /**
+   * The next client. Cancelling only removes this caller from the queue: the instances go on
+   * listening, and a client that connects afterwards goes to the next `accept()`.
+   */
+  accept(options?: OperationOptions): Promise<PipeConn> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const conn = this.#ready.shift();
     if (conn) return Promise.resolve(conn);
     if (this.#closing) return Promise.reject(closedError("accept on", this.path));
@@ -268,20 +293,57 @@ export class PipeServer implements PipeListener {
       this.#replenish();
       if (this.#listening.size === 0) return Promise.reject(this.#error);
     }
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const stop = onAbort(signal, () => {
+        const at = this.#waiters.indexOf(waiter);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        reject(signal!.reason);
+      });
+      const waiter = {
+        resolve(conn: PipeConn) {
+          stop();
+          resolve(conn);
+        },
+        reject(error: Error) {
+          stop();
+          reject(error);
+        },
+      };
+      this.#waiters.push(waiter);
+    });
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+  [Symbol.asyncIterator](): AsyncIterator<PipeConn> {
+    return this.connections();
+  }
+
+  async *connections(options?: OperationOptions): AsyncIterableIterator<PipeConn> {
     while (true) {
       let conn: PipeConn;
       try {
-        conn = await this.accept();
+        conn = await this.accept(options);
       } catch (error) {
+        if (options?.signal?.aborted && error === options.signal.reason) throw error;
         if (this.#closing) return;
         throw error;
       }
       yield conn;
     }
+  }
+
+  /** See {@linkcode PipeListener.unref}. */
+  unref(): void {
+    this.#setRef(false);
+  }
+
+  /** See {@linkcode PipeListener.ref}. */
+  ref(): void {
+    this.#setRef(true);
+  }
+
+  #setRef(ref: boolean) {
+    this.#ref = ref;
+    for (const handle of this.#listening) setHandleRef(handle, ref);
   }
 
   describe(): PipeDescription {
@@ -310,7 +372,7 @@ export class PipeServer implements PipeListener {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(closedError("accept on", this.path));
     // CancelIoEx every pending ConnectNamedPipe; #connected closes each instance once its packet
     // (aborted, or a client that won the race) is dequeued.
-    for (const handle of this.#listening) kernel32().CancelIoEx(handle, null);
+    for (const handle of this.#listening) cancel(handle);
     while (this.#inflight.size > 0) await Promise.all(this.#inflight);
     // Instances still listening here had no pending operation (cannot happen; be safe).
     for (const handle of this.#listening) this.#dispose(handle);
