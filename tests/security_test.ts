@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { connect, listen, type ListenOptions, openHandleCount, type PipeSecurity } from "../mod.ts";
 import { pattern, uniqueName, within } from "./_pipes.ts";
+import { daclOrderProblem } from "../pipe/windows/dacl_order.ts";
 
 const windows = Deno.build.os === "windows";
 const PIPE_REJECT_REMOTE_CLIENTS = 0x8;
@@ -20,9 +21,12 @@ Deno.test({
   async fn() {
     await using listener = listen({ name: uniqueName("sddluser") });
     const { sddl } = listener.describe();
-    const match = /^O:(S-1-5-[\d-]+)D:P\(A;;GA;;;\1\)\(A;;GA;;;SY\)\(D;;GA;;;NU\)$/.exec(sddl ?? "");
+    // Deny entries first: an access check grants at the first allows covering the request, so a deny
+    // after them would never be reached and the user's own network logon would be admitted.
+    const match = /^O:(S-1-5-[\d-]+)D:P\(D;;GA;;;NU\)\(A;;GA;;;\1\)\(A;;GA;;;SY\)$/.exec(sddl ?? "");
     assert.ok(match, `unexpected descriptor ${sddl}`);
     assert.ok(!sddl!.includes(";WD)") && !sddl!.includes(";AN)"), "no Everyone or Anonymous entry");
+    assert.equal(daclOrderProblem(sddl!), undefined);
   },
 });
 
@@ -76,6 +80,44 @@ Deno.test({
     );
     assert.equal(openHandleCount(), before);
   },
+});
+
+Deno.test({
+  name: "a caller's SDDL whose DACL is not in canonical order is refused and leaves nothing open",
+  ignore: !windows,
+  fn() {
+    const before = openHandleCount();
+    assert.throws(
+      () =>
+        listen({
+          name: uniqueName("sddlorder"),
+          security: { sddl: "D:P(A;;GA;;;SY)(D;;GA;;;NU)(A;;GA;;;BA)" },
+        }),
+      TypeError,
+      "deny entry (D;;GA;;;NU) comes after allow entry (A;;GA;;;SY)",
+    );
+    assert.equal(openHandleCount(), before);
+  },
+});
+
+// The order checker every descriptor namedpipe builds goes through: plain text, so it runs everywhere.
+Deno.test("the DACL order check finds deny entries after allows and explicit entries after inherited", () => {
+  const cases: [string, string | undefined][] = [
+    ["O:S-1-5-21-1-2-3-1000D:P(D;;GA;;;NU)(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;GA;;;SY)", undefined],
+    ["O:S-1-5-21-1-2-3-1000D:P(A;;GA;;;S-1-5-21-1-2-3-1000)(A;;GA;;;SY)(D;;GA;;;NU)", "(D;;GA;;;NU)"],
+    ["D:NO_ACCESS_CONTROL", undefined],
+    ["D:P", undefined],
+    ["O:DAD:(A;;GA;;;SY)(OD;;RP;;;WD)", "(OD;;RP;;;WD)"],
+    ["O:SYG:SYD:PAI(D;;GA;;;NU)(A;;GA;;;SY)(D;ID;GA;;;AN)(A;ID;GR;;;WD)S:(AU;SA;GA;;;WD)", undefined],
+    ["D:(A;ID;GA;;;SY)(D;;GA;;;NU)", "explicit entry (D;;GA;;;NU) comes after inherited entry"],
+    ['D:(XA;;FX;;;WD;(@User.Title=="PM"))(XD;;FX;;;AN;(Member_of {SID(BA)}))', "(XD;;FX;;;AN;"],
+    ["D:(D;OICI;GA;;;NU)(A;OICI;GA;;;SY)S:(AU;;GA;;;WD)(D;;GA;;;NU)", undefined],
+  ];
+  for (const [sddl, expected] of cases) {
+    const problem = daclOrderProblem(sddl);
+    if (expected === undefined) assert.equal(problem, undefined, sddl);
+    else assert.ok(problem?.includes(expected), `${sddl}: ${problem}`);
+  }
 });
 
 Deno.test({

@@ -60,6 +60,7 @@ import {
   submit,
 } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
+import { assertCanonicalDacl } from "./dacl_order.ts";
 import { adopt, type Handle, isValid } from "./handles.ts";
 import { pipePath } from "./path.ts";
 import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
@@ -148,6 +149,14 @@ export class PipeServer implements PipeListener {
       this.#sddl = readSddl(handle, path);
     } catch {
       // Read back again by describe(); a pipe whose descriptor cannot be read still serves.
+    }
+    // What the pipe really got must be in canonical order too (deny entries first).
+    try {
+      if (this.#sddl !== undefined) assertCanonicalDacl(this.#sddl, path);
+    } catch (error) {
+      this.#dispose(handle);
+      this.#security.free();
+      throw error;
     }
     if (options.security === "everyone") {
       log.warn("Pipe {path} is open to everyone (NULL DACL), like the seed", { path });

@@ -2,12 +2,16 @@
  * Security descriptors for pipe instances: building the one `CreateNamedPipeW` gets, and reading
  * back (as SDDL) the one a pipe really has.
  *
- * - `"user"` (default): `O:<UserSID>D:P(A;;GA;;;<UserSID>)(A;;GA;;;SY)(D;;GA;;;NU)` — owner and full
- *   access for the current user's SID from the process token (not `OW`/`CO`, dotnet/runtime#123903),
- *   SYSTEM, network logons denied, DACL protected from inheritance. The system default DACL would
- *   give Everyone and Anonymous read (nodejs/node#47086).
+ * - `"user"` (default): `O:<UserSID>D:P(D;;GA;;;NU)(A;;GA;;;<UserSID>)(A;;GA;;;SY)` — network logons
+ *   denied first (canonical order: an access check grants at the first allows that cover a request,
+ *   so a deny after them is never reached), then owner and full access for the current user's SID from
+ *   the process token (not `OW`/`CO`, dotnet/runtime#123903) and SYSTEM; DACL protected from
+ *   inheritance. The system default DACL would give Everyone and Anonymous read (nodejs/node#47086).
  * - `"everyone"`: the seed's NULL DACL (anyone may open the pipe, and create instances).
  * - `{ sddl }`: the caller's descriptor, parsed by `ConvertStringSecurityDescriptorToSecurityDescriptorW`.
+ *
+ * Every DACL given to a pipe must be in canonical order (`dacl_order.ts`): checked on the SDDL before
+ * the pipe is created and again on the descriptor read back from it.
  *
  * @module
  */
@@ -28,6 +32,7 @@ import {
 import { readWide, wide } from "../../ffi/win32_strings.ts";
 import { pipeError, win32Error } from "../errors.ts";
 import type { PipeSecurity } from "../types.ts";
+import { assertCanonicalDacl } from "./dacl_order.ts";
 import { adopt, closeHandle, type Handle } from "./handles.ts";
 
 let userSid: string | undefined;
@@ -68,7 +73,7 @@ export function currentUserSid(): string {
 /** The default descriptor for the current user, as SDDL. */
 export function defaultSddl(): string {
   const sid = currentUserSid();
-  return `O:${sid}D:P(A;;GA;;;${sid})(A;;GA;;;SY)(D;;GA;;;NU)`;
+  return `O:${sid}D:P(D;;GA;;;NU)(A;;GA;;;${sid})(A;;GA;;;SY)`;
 }
 
 /**
@@ -105,6 +110,7 @@ export function securityAttributes(security: PipeSecurity, path: string): Securi
   if (typeof sddl !== "string" || sddl === "") {
     throw pipeError(TypeError, "create named pipe", path, "security.sddl must be a non-empty string");
   }
+  assertCanonicalDacl(sddl, path);
   const out = new BigUint64Array(1);
   if (!a.ConvertStringSecurityDescriptorToSecurityDescriptorW(wide(sddl), SDDL_REVISION_1, out, null)) {
     const error = k.GetLastError();
