@@ -11,9 +11,16 @@ import { pattern, serve, uniqueName, within } from "./_pipes.ts";
 const MIB = 1024 * 1024;
 /** Writes in flight at once, like a busy peer. */
 const IN_FLIGHT = 4;
-/** A 10 ms timer may be late by this much on a loaded 2-core machine; ~600 ms were seen unfair. */
-const MAX_TIMER_GAP = 250;
-const MAX_ROUND_TRIP_GAP = 250;
+/**
+ * Bounds for a loaded 2-core machine. Alone, the timer is at worst ~70 ms late; with a load average of
+ * 25 (seven test suites at once) single gaps of 200-460 ms come from CPU contention, not the engine,
+ * while most ticks stay on time. Unfair, the timer fired once in 9.7 s. So: no gap near a second, 95%
+ * of the gaps short, and on average a tick at least every 40 ms (about 20 ms measured under load).
+ */
+const MAX_TIMER_GAP = 750;
+const MAX_ROUND_TRIP_GAP = 750;
+const MAX_P95_GAP = 150;
+const MAX_MEAN_TICK = 40;
 /** Checked synchronously in the loops: a starved event loop never fires a timer, not even within()'s. */
 const STARVED_AFTER = 90_000;
 
@@ -59,10 +66,12 @@ Deno.test("a 10 ms timer and another connection keep running while 256 MiB strea
   const started = performance.now();
   let last = started;
   let timerGap = 0;
+  const gaps: number[] = [];
   let ticks = 0;
   const timer = setInterval(() => {
     const now = performance.now();
     timerGap = Math.max(timerGap, now - last);
+    gaps.push(now - last);
     last = now;
     ticks++;
   }, 10);
@@ -94,11 +103,17 @@ Deno.test("a 10 ms timer and another connection keep running while 256 MiB strea
     await within(pinging, 10_000, "the last round trip");
   }
   const seconds = (performance.now() - started) / 1000;
+  gaps.sort((a, b) => a - b);
+  const p95 = gaps.length ? gaps[Math.floor(gaps.length * 0.95)] : Infinity;
   console.log(
-    `256 MiB in ${seconds.toFixed(1)} s: ${ticks} timer ticks, worst gap ${timerGap.toFixed(0)} ms; ` +
+    `256 MiB in ${seconds.toFixed(1)} s: ${ticks} timer ticks, worst gap ${timerGap.toFixed(0)} ms, ` +
+      `95th percentile ${p95.toFixed(0)} ms; ` +
       `${roundTrips} round trips, worst gap ${roundTripGap.toFixed(0)} ms`,
   );
   assert.ok(timerGap < MAX_TIMER_GAP, `the 10 ms timer waited ${timerGap.toFixed(0)} ms`);
+  assert.ok(p95 < MAX_P95_GAP, `95% of the timer's gaps were under ${p95.toFixed(0)} ms`);
+  const meanTick = (seconds * 1000) / Math.max(ticks, 1);
+  assert.ok(meanTick < MAX_MEAN_TICK, `the 10 ms timer ran every ${meanTick.toFixed(0)} ms on average`);
   assert.ok(roundTrips > 10, `only ${roundTrips} round trips on the other connection`);
   assert.ok(
     roundTripGap < MAX_ROUND_TRIP_GAP,
