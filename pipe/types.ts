@@ -87,6 +87,7 @@ export interface ConnectOptions {
 export interface PipeConn {
   /** The full pipe path (`\\.\pipe\NAME` or the socket path). */
   readonly path: string;
+  /** `"message"` or `"byte"`, as the connection was opened. */
   readonly mode: PipeMode;
   /** Process id of the other end (`GetNamedPipeClientProcessId` / `SO_PEERCRED`); 0 if unknown. */
   readonly peerPid: number;
@@ -158,20 +159,25 @@ export interface PipeConn {
 
 /** What the server created, read back for logs and tests. */
 export interface PipeDescription {
+  /** The full pipe path (`\\.\pipe\NAME` or the socket path). */
   path: string;
+  /** `"message"` or `"byte"`. */
   mode: PipeMode;
   /** The security descriptor read back from the pipe (Windows), as SDDL. */
   sddl?: string;
   /** Socket file mode (POSIX), e.g. 0o600. */
   fileMode?: number;
-  /** Flags passed to `CreateNamedPipeW` (Windows): dwOpenMode and dwPipeMode. */
+  /** `dwOpenMode` passed to `CreateNamedPipeW` (Windows). */
   openMode?: number;
+  /** `dwPipeMode` passed to `CreateNamedPipeW` (Windows). */
   pipeMode?: number;
 }
 
 /** A listening server: `for await (const conn of listener)` or `await listener.accept()`. */
 export interface PipeListener extends AsyncIterable<PipeConn> {
+  /** The full pipe path (`\\.\pipe\NAME` or the socket path). */
   readonly path: string;
+  /** `"message"` or `"byte"`, as given to `listen()`. */
   readonly mode: PipeMode;
   /** The next client. Rejects with `Deno.errors.BadResource` once the listener is closed. */
   accept(options?: OperationOptions): Promise<PipeConn>;
