@@ -22,7 +22,7 @@ export function unknownTasks(text: string, tasks: Iterable<string>): { line: num
   text.split("\n").forEach((line, i) => {
     // A comment is not a command; a task name is what `deno task` would take as its first argument.
     const code = line.replace(/(^|\s)#.*$/, "");
-    for (const match of code.matchAll(/\bdeno\s+task\s+([^\s"'`;&|)]+)/g)) {
+    for (const match of code.matchAll(/\bdeno\s+task\s+["']?([^\s"'`;&|)]+)/g)) {
       if (!known.has(match[1])) found.push({ line: i + 1, task: match[1] });
     }
   });
