@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { connect } from "../mod.ts";
 import { pattern, serve, uniqueName, within } from "./_pipes.ts";
+import { largestMessage } from "./_send_limit.ts";
 
 /** UTF-16LE with a trailing NUL, as the seed's C# client and server send text. */
 function utf16z(text: string): Uint8Array {
@@ -44,18 +45,29 @@ Deno.test("a message larger than the pipe buffer is read back whole, both ways",
   assert.deepEqual(echoed, message);
 });
 
-Deno.test("a 1 MiB message is reassembled into one message", async () => {
+Deno.test("a 1 MiB message (or the largest this host can send) is reassembled; one byte more is a RangeError", async () => {
   await using server = serve({ name: uniqueName("mib") });
   await using client = await connect({ name: server.listener.path });
-  const message = pattern(1024 * 1024, 3);
+  // Windows, or Linux with CAP_NET_ADMIN or a raised wmem_max: 1 MiB. Unprivileged Linux at the
+  // stock wmem_max: 425,952 bytes (tests/_send_limit.ts).
+  const largest = largestMessage();
+  const message = pattern(Math.min(1024 * 1024, largest), 3);
   const [, echoed] = await within(
     Promise.all([client.writeMessage(message), client.readMessage()]),
     20_000,
-    "the 1 MiB echo",
+    `the ${message.length}-byte echo`,
   );
   assert.ok(echoed);
   assert.equal(echoed.length, message.length);
   assert.deepEqual(echoed, message);
+  if (largest < 1024 * 1024) {
+    await assert.rejects(client.writeMessage(pattern(largest + 1)), RangeError);
+    await client.writeMessage(pattern(7));
+    assert.deepEqual(
+      await within(client.readMessage(), 5000, "the echo after the refused message"),
+      pattern(7),
+    );
+  }
 });
 
 Deno.test("odd-length and zero-length messages arrive as sent, in order", async () => {

@@ -13,6 +13,7 @@ import {
   openHandleCount as denoUnixHandleCount,
 } from "../pipe/posix/deno_unix.ts";
 import { uniqueName as sharedName, within as withinMs } from "./_pipes.ts";
+import { largestMessage } from "./_send_limit.ts";
 
 const ignore = Deno.build.os !== "linux";
 const WAIT_MS = 20_000;
@@ -251,16 +252,19 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a 1 MiB message arrives whole and one byte more drops only that connection",
+  name:
+    "a message of maxMessageSize (1 MiB where the send buffer allows) arrives whole; one byte more drops it",
   ignore,
   async fn() {
-    await using server = new EchoServer(listen({ name: uniqueName() }));
+    // The greedy client below must be able to send one byte more than the server's limit.
+    const maxMessageSize = Math.min(1024 * 1024, largestMessage(2 * 1024 * 1024) - 1);
+    await using server = new EchoServer(listen({ name: uniqueName(), maxMessageSize }));
     const name = server.listener.path;
-    const big = new Uint8Array(1024 * 1024);
+    const big = new Uint8Array(maxMessageSize);
     for (let i = 0; i < big.length; i++) big[i] = i % 251;
-    await using client = await connect({ name });
+    await using client = await connect({ name, maxMessageSize });
     await client.writeMessage(big);
-    assert.deepEqual(await within(client.readMessage(), "the 1 MiB echo"), big);
+    assert.deepEqual(await within(client.readMessage(), "the echo at the limit"), big);
 
     await using greedy = await connect({ name, maxMessageSize: 2 * 1024 * 1024 });
     await greedy.writeMessage(new Uint8Array(big.length + 1));
@@ -278,15 +282,50 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a maxMessageSize above 4 MiB takes a 3 MiB message without a buffer of the limit's size",
+  name: "a message larger than the send buffer allows is a clear RangeError and the connection goes on",
+  ignore,
+  async fn() {
+    await using listener = listen({ name: uniqueName() });
+    // A small maxMessageSize leaves the socket's default send buffer (net.core.wmem_default), whatever
+    // the privilege: the same limit an unprivileged sender meets at wmem_max.
+    const maxMessageSize = 1000;
+    await using client = await connect({ name: listener.path, maxMessageSize });
+    await using conn = await within(listener.accept(), "accept");
+    const largest = largestMessage(maxMessageSize);
+    assert.ok(Number.isFinite(largest), "a Linux send buffer always has a size");
+    await client.writeMessage(new Uint8Array(largest).fill(7));
+    assert.equal((await within(conn.readMessage(), "the largest message"))?.length, largest);
+    await assert.rejects(
+      client.writeMessage(new Uint8Array(largest + 1)),
+      (error: Error & { code?: number }) => {
+        assert.ok(error instanceof RangeError, String(error));
+        assert.match(error.message, new RegExp(`message of ${largest + 1} bytes does not fit`));
+        assert.match(error.message, /net\.core\.wmem_max/);
+        assert.equal(error.code, 90); // EMSGSIZE
+        return true;
+      },
+    );
+    // Nothing of it was sent: the connection carries the next message as if it had not been tried.
+    await client.writeMessage(encoder.encode("after"));
+    assert.equal(decoder.decode((await within(conn.readMessage(), "the next message"))!), "after");
+  },
+});
+
+Deno.test({
+  name:
+    "a maxMessageSize above 4 MiB takes a 3 MiB message (or the largest that fits) without a buffer of that size",
   ignore,
   async fn() {
     const maxMessageSize = 6 * 1024 * 1024;
     await using server = new EchoServer(listen({ name: uniqueName(), maxMessageSize }));
     await using client = await connect({ name: server.listener.path, maxMessageSize });
-    const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 253);
+    // 3 MiB, or the largest message an unprivileged sender may send: either takes the path that
+    // learns the size first.
+    const big = new Uint8Array(Math.min(3 * 1024 * 1024, largestMessage(maxMessageSize))).map((_, i) =>
+      i % 253
+    );
     await client.writeMessage(big);
-    assert.deepEqual(await within(client.readMessage(), "the 3 MiB echo"), big);
+    assert.deepEqual(await within(client.readMessage(), "the large echo"), big);
     await client.writeMessage(new Uint8Array(0));
     assert.deepEqual(await within(client.readMessage(), "the empty echo"), new Uint8Array(0));
   },

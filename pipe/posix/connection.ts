@@ -12,13 +12,21 @@
  *
  * @module
  */
-import { EAGAIN, ECONNRESET, EINTR, ENOTCONN, EPIPE } from "../../ffi/libc.ts";
+import { EAGAIN, ECONNRESET, EINTR, EMSGSIZE, ENOTCONN, EPIPE } from "../../ffi/libc.ts";
 import { closedError, errnoError, pipeError } from "../errors.ts";
 import { checkSignal, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
 import type { OperationOptions, PipeConn, PipeMode } from "../types.ts";
 import { poller, type Registration } from "./poller.ts";
-import { closeFd, peerPid, receiveBytes, receiveMessage, sendBytes, shutdownWrite } from "./socket.ts";
+import {
+  closeFd,
+  peerPid,
+  receiveBytes,
+  receiveMessage,
+  sendBufferSize,
+  sendBytes,
+  shutdownWrite,
+} from "./socket.ts";
 
 /** Bytes `readMessage()` takes at once in byte mode, where there are no messages. */
 const BYTE_CHUNK = 64 * 1024;
@@ -179,7 +187,7 @@ export class PosixConn implements PipeConn {
         data = data.subarray(n);
         sentSome = n > 0;
       } else if (n !== -EAGAIN && n !== -EINTR) {
-        throw errnoError(-n, "write to", this.path);
+        throw this.#sendError(-n, data.length);
       }
     }
     try {
@@ -278,7 +286,7 @@ export class PosixConn implements PipeConn {
         continue;
       }
       if (n === -EINTR) continue;
-      throw errnoError(-n, "write to", this.path);
+      throw this.#sendError(-n, data.length);
     }
   }
 
@@ -290,6 +298,21 @@ export class PosixConn implements PipeConn {
   /** See {@linkcode PipeConn.ref}. */
   ref(): void {
     poller.setRef(this.#registration, true);
+  }
+
+  /** The error for a failed `send`; `EMSGSIZE` says which limit the message met, and what lifts it. */
+  #sendError(code: number, length: number): Error {
+    if (code !== EMSGSIZE) return errnoError(code, "write to", this.path);
+    return pipeError(
+      RangeError,
+      "write to",
+      this.path,
+      `message of ${length} bytes does not fit the socket's send buffer (SO_SNDBUF ${
+        sendBufferSize(this.#fd)
+      } ` +
+        `bytes, capped by net.core.wmem_max without CAP_NET_ADMIN); nothing was sent`,
+      EMSGSIZE,
+    );
   }
 
   /** Close the socket. Data already sent stays readable by the peer. Idempotent. */

@@ -118,6 +118,11 @@ export function configureSocket(
   }
 }
 
+/** The socket's `SO_SNDBUF` as the kernel reports it (already doubled), or -1. */
+export function sendBufferSize(fd: number): number {
+  return getInt(fd, SO_SNDBUF);
+}
+
 const credentials = new Uint8Array(12);
 const credentialsView = new DataView(credentials.buffer);
 const credentialsLength = new Uint8Array(4);

@@ -36,6 +36,7 @@ import {
 import { type ServerUnderTest, startCliServer, startLibraryServer, truncateLog } from "./_servers.ts";
 import { type BackendReport, formatTable } from "./_report.ts";
 import { stopWineserver } from "../wine/windows_deno.ts";
+import { largestMessage } from "../_send_limit.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -110,19 +111,9 @@ function scale(
   };
 }
 
-/**
- * `size` when a SOCK_SEQPACKET message that big can be sent here, else 0. The sender's SO_SNDBUF must
- * hold it whole; without privilege it cannot be raised past `net.core.wmem_max` (doubled by the
- * kernel), which is 212,992 bytes by default.
- */
+/** `size` when a message that big can be sent here (tests/_send_limit.ts), else 0. */
 function linuxCanSend(size: number): number {
-  if (Deno.uid() === 0) return size;
-  try {
-    const wmemMax = Number(Deno.readTextFileSync("/proc/sys/net/core/wmem_max"));
-    return 2 * wmemMax >= size + 64 * 1024 ? size : 0;
-  } catch {
-    return 0;
-  }
+  return largestMessage() >= size ? size : 0;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
