@@ -290,6 +290,8 @@ export const SCM_CREDENTIALS = 2;
 
 /** `shutdown(fd, SHUT_WR)`: the peer reads end of stream, and may still write back. */
 export const SHUT_WR = 1;
+/** `shutdown(fd, SHUT_RDWR)`: both directions end, the descriptor stays open. */
+export const SHUT_RDWR = 2;
 
 export const MSG_PEEK = 0x2;
 export const MSG_CTRUNC = 0x8;

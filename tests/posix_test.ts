@@ -14,6 +14,7 @@ import {
 } from "../pipe/posix/deno_unix.ts";
 import { uniqueName as sharedName, within as withinMs } from "./_pipes.ts";
 import { largestMessage } from "./_send_limit.ts";
+import { assertOsCountBack, descriptorsOf } from "./_os_handles.ts";
 
 const ignore = Deno.build.os !== "linux";
 const WAIT_MS = 20_000;
@@ -538,10 +539,11 @@ Deno.test({
 });
 
 Deno.test({
-  name: "1,000 connect and disconnect cycles leave no descriptor behind",
+  name: "1,000 connect and disconnect cycles leave no descriptor behind (OS count: /proc/self/fd)",
   ignore,
   async fn() {
     const baseline = openHandleCount();
+    const fdsBefore = descriptorsOf("self");
     {
       await using server = new EchoServer(listen({ name: uniqueName() }));
       const cycles = (async () => {
@@ -556,6 +558,11 @@ Deno.test({
       assert.equal(server.conns.size, 0);
     }
     assert.equal(openHandleCount(), baseline);
+    assertOsCountBack(
+      { source: "/proc/self/fd", count: () => descriptorsOf("self") },
+      fdsBefore,
+      "1,000 connect and disconnect cycles",
+    );
   },
 });
 
