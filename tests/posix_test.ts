@@ -14,6 +14,7 @@ import {
 } from "../pipe/posix/deno_unix.ts";
 import { uniqueName as sharedName, within as withinMs } from "./_pipes.ts";
 import { largestMessage } from "./_send_limit.ts";
+import { spawnTool } from "./setup.ts";
 import { assertOsCountBack, descriptorsOf } from "./_os_handles.ts";
 
 const ignore = Deno.build.os !== "linux";
@@ -76,7 +77,7 @@ function modeOf(path: string): number {
 
 /** Run `socat` with `args` until it exits; it is killed if it outlives `WAIT_MS`. */
 function spawnSocat(args: string[]): Deno.ChildProcess {
-  return new Deno.Command("socat", { args, stdin: "null", stdout: "null", stderr: "piped" }).spawn();
+  return spawnTool("socat", { args, stdin: "null", stdout: "null", stderr: "piped" });
 }
 
 /** Wait until a server listens on `path` (a socket file alone may still be between bind and listen). */

@@ -1,7 +1,8 @@
 /**
  * `deno task test`: the whole suite, on the host and, on Linux, again under Wine with Windows Deno so
  * that every kernel32 path runs. Ends with one summary and a non-zero exit if anything failed.
- * With `CI=true`, a Windows suite that could not run is a failure, not a pass.
+ * On Linux it first installs the programs the tests run (`setup.ts`; as root, else it says what to
+ * install and fails). With `CI=true`, a Windows suite that could not run is a failure, not a pass.
  *
  * Arguments are passed to both `deno test` runs (files, `--filter ...`).
  *
@@ -9,6 +10,7 @@
  */
 import { parseDenoTestSummary, type SuiteResult } from "./summary.ts";
 import { runWindowsSuite } from "./wine/run.ts";
+import { ensureHostTools } from "./setup.ts";
 
 async function runHostSuite(args: string[]): Promise<SuiteResult> {
   const name = `host (${Deno.build.os})`;
@@ -48,6 +50,12 @@ async function main(args: string[]): Promise<number> {
   const testArgs = args.length ? args : ["tests/"];
   const ci = Deno.env.get("CI") === "true";
   const started = Date.now();
+  try {
+    await ensureHostTools();
+  } catch (error) {
+    console.error(`\n${(error as Error).message}`);
+    return 1;
+  }
   banner(`host suite: deno test on ${Deno.build.os}`);
   const results = [await runHostSuite(testArgs)];
   if (Deno.build.os === "linux") {

@@ -1,13 +1,15 @@
 /**
  * Our sockets against a tool nobody here wrote: `socat` (from apt), in seqpacket mode
- * (`socktype=5`) for message mode and as a plain stream for byte mode. Linux-only; skipped when
- * socat is not installed. Every wait is bounded and every child is killed in a `finally`.
+ * (`socktype=5`) for message mode and as a plain stream for byte mode. Linux-only. socat is never
+ * optional: `deno task test` installs it (`setup.ts`), and without it these tests fail saying so.
+ * Every wait is bounded and every child is killed in a `finally`.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { connect, listen, pipePath } from "../mod.ts";
 import { uniqueName as sharedName, within as withinMs } from "./_pipes.ts";
+import { spawnTool } from "./setup.ts";
 
 const WAIT_MS = 20_000;
 
@@ -18,19 +20,11 @@ const within = <T>(promise: Promise<T>, what: string, ms = WAIT_MS) => withinMs(
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-function hasSocat(): boolean {
-  if (Deno.build.os !== "linux") return false;
-  try {
-    return new Deno.Command("socat", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync().success;
-  } catch {
-    return false;
-  }
-}
-const ignore = !hasSocat();
+const ignore = Deno.build.os !== "linux";
 
 /** socat with piped stdio; `result` collects its output and exit status. */
 function socat(args: string[]): { child: Deno.ChildProcess; result: Promise<Deno.CommandOutput> } {
-  const child = new Deno.Command("socat", { args, stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+  const child = spawnTool("socat", { args, stdin: "piped", stdout: "piped", stderr: "piped" });
   return { child, result: child.output() };
 }
 
