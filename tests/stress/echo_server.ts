@@ -8,14 +8,34 @@
  * deno run -A --v8-flags=--expose-gc tests/stress/echo_server.ts NAME STATS_FILE STOP_FILE \
  *   BUFFER_SIZE MAX_MESSAGE_SIZE MAX_SECONDS [SABOTAGE]
  * ```
- * It stops when `STOP_FILE` appears, or by itself after `MAX_SECONDS`. `SABOTAGE` (`wrong`: corrupt
- * a reply now and then; `leak`: never close some connections) checks that the run catches faults.
+ * It stops when `STOP_FILE` appears, or by itself after `MAX_SECONDS`. `SABOTAGE` makes it misbehave
+ * in one way per check of `run.ts`, to show that the check catches it (see {@linkcode SABOTAGE}).
  *
  * @module
  */
 import { listen, openHandleCount } from "../../mod.ts";
 import type { PipeConn, PipeListener } from "../../mod.ts";
 import type { ServerStats } from "./_messages.ts";
+
+/**
+ * `--sabotage KIND`: a server fault for each check of the run, and the check that must catch it.
+ * `leak-fd` is the POSIX backend's test-only hook (`NAMEDPIPE_TEST_ONLY_LEAK_FDS`), which the
+ * orchestrator sets in this process's environment: only the OS count can see it.
+ */
+export const SABOTAGE = {
+  /** Corrupt one reply in 500. */
+  wrong: "wrong replies",
+  /** Forget one connection in 100: never closed. */
+  leak: "engine handles",
+  /** Every close skips close(2) (the engine's count stays right). */
+  "leak-fd": "descriptors",
+  /** Hang up on one request in 500 instead of answering it. */
+  unanswered: "unanswered requests",
+  /** Exit at the 1,500th message, in the main phase (the warm-up sends about 500). */
+  die: "server alive",
+  /** Drop one well-behaved client in 300 as if its message were over the limit. */
+  drop: "drop count",
+} as const;
 
 const STATS_EVERY_MS = 200;
 const ERROR_SAMPLES = 8;
@@ -58,8 +78,13 @@ async function main(args: string[]): Promise<number> {
         if (message === null) break;
         stats.messages++;
         stats.bytes += message.length;
-        // `--sabotage wrong`: a corrupt reply now and then, to show the run catches it.
         if (sabotage === "wrong" && message.length > 0 && stats.messages % 500 === 0) message[0] ^= 1;
+        if (sabotage === "unanswered" && stats.messages % 500 === 0) break;
+        if (sabotage === "die" && stats.messages === 1500) Deno.exit(1);
+        if (sabotage === "drop" && stats.messages % 300 === 0) {
+          stats.dropped++;
+          break;
+        }
         await conn.writeMessage(message);
       }
     } catch (error) {
@@ -70,7 +95,6 @@ async function main(args: string[]): Promise<number> {
         stats.errorSamples.push(`${(error as Error).name}: ${(error as Error).message}`);
       }
     } finally {
-      // `--sabotage leak`: every 100th connection is forgotten, never closed.
       if (sabotage !== "leak" || stats.accepted % 100 !== 0) await conn.close().catch(() => {});
       active.delete(conn);
       stats.active = active.size;

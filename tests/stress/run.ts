@@ -37,6 +37,7 @@ import { type ServerUnderTest, startCliServer, startLibraryServer, truncateLog }
 import { type BackendReport, formatTable } from "./_report.ts";
 import { stopWineserver } from "../wine/windows_deno.ts";
 import { largestMessage } from "../_send_limit.ts";
+import { SABOTAGE } from "./echo_server.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -75,10 +76,15 @@ interface Scale extends
 }
 
 /** Wine pays a wineserver round trip on every pipe operation: fewer clients there. */
-const SCALES: Record<"quick" | "full", Record<Backend["name"], Scale>> = {
+const SCALES: Record<"quick" | "full" | "sabotage", Record<Backend["name"], Scale>> = {
   quick: {
     linux: scale(2_000, 64, 2, 0, 60),
     wine: scale(600, 32, 2, 0, 80),
+  },
+  /** `--sabotage`: only to show that a check trips, so a third of the quick run. */
+  sabotage: {
+    linux: scale(600, 32, 1, 0, 40),
+    wine: scale(200, 16, 1, 0, 60),
   },
   full: {
     linux: scale(10_000, 128, 4, 75, 240),
@@ -132,7 +138,8 @@ async function runBackend(
   soak?: number,
 ): Promise<BackendReport> {
   // The CLI logs every message in full (about 6 times the traffic): never the full scale for it.
-  const scaled = SCALES[quick || serverKind === "cli" ? "quick" : "full"][backend.name];
+  const scaled =
+    SCALES[sabotage !== "none" ? "sabotage" : quick || serverKind === "cli" ? "quick" : "full"][backend.name];
   const s = soak === undefined
     ? scaled
     : { ...scaled, soakSeconds: soak, maxSeconds: soak + scaled.maxSeconds };
@@ -170,8 +177,12 @@ async function runBackend(
   };
   const startupMs = backend.name === "wine" ? 60_000 : 15_000;
 
+  // `--sabotage leak-fd`: the POSIX backend's test-only hook, in the server's environment only.
+  const serverBackend = sabotage === "leak-fd"
+    ? { ...backend, env: { ...backend.env, NAMEDPIPE_TEST_ONLY_LEAK_FDS: "1" } }
+    : backend;
   const server = serverKind === "library"
-    ? startLibraryServer(backend, dir, name, LIMITS, s.maxSeconds + 2 * startupMs / 1000 + 60, sabotage)
+    ? startLibraryServer(serverBackend, dir, name, LIMITS, s.maxSeconds + 2 * startupMs / 1000 + 60, sabotage)
     : startCliServer(backend, dir, name, LIMITS);
   procs.push(...server.procs);
   let peakRss = 0;
@@ -405,29 +416,43 @@ function add(report: BackendReport, result: LoadResult) {
   }
 }
 
-/** The pass/fail rules; each failure is a sentence in the report. */
+/**
+ * The pass/fail rules; each failure is a sentence in the report that starts with its check's name in
+ * brackets (`[descriptors] ...`), which `--sabotage` runs are asserted on.
+ */
 function check(report: BackendReport, fail: (why: string) => void) {
-  if (report.wrong > 0) fail(`${report.wrong} wrong replies`);
-  if (report.unanswered > 0) fail(`${report.unanswered} requests of well-behaved clients got no reply`);
-  if (report.unexpectedErrors > 0) fail(`${report.unexpectedErrors} unexpected client errors`);
-  if (!report.serverAlive) fail("the server died or stopped answering");
+  const failCheck = (name: string, why: string) => fail(`[${name}] ${why}`);
+  if (report.wrong > 0) failCheck("wrong replies", `${report.wrong} wrong replies`);
+  if (report.unanswered > 0) {
+    failCheck("unanswered requests", `${report.unanswered} requests of well-behaved clients got no reply`);
+  }
+  if (report.unexpectedErrors > 0) {
+    failCheck("client errors", `${report.unexpectedErrors} unexpected client errors`);
+  }
+  if (!report.serverAlive) failCheck("server alive", "the server died or stopped answering");
   const overMax = report.faults["over max"] ?? 0;
   if (report.serverDropped !== overMax) {
-    fail(`the server dropped ${report.serverDropped} clients for oversized messages; ${overMax} sent one`);
+    failCheck(
+      "drop count",
+      `the server dropped ${report.serverDropped} clients for oversized messages; ${overMax} sent one`,
+    );
   }
   const grew = (before: number | undefined, after: number | undefined, tolerance: number) =>
     before !== undefined && !(after !== undefined && after - before <= tolerance);
   if (grew(report.handlesBefore, report.handlesAfter, TOLERANCE.handles)) {
-    fail(`engine handles grew from ${report.handlesBefore} to ${report.handlesAfter}`);
+    failCheck("engine handles", `engine handles grew from ${report.handlesBefore} to ${report.handlesAfter}`);
   }
   if (grew(report.fdsBefore, report.fdsAfter, TOLERANCE.descriptors)) {
-    fail(`open descriptors grew from ${report.fdsBefore} to ${report.fdsAfter}`);
+    failCheck("descriptors", `open descriptors grew from ${report.fdsBefore} to ${report.fdsAfter}`);
   }
   if (grew(report.clientHandlesIdle, report.clientHandlesEnd, TOLERANCE.handles)) {
-    fail(`the load processes' engines kept ${report.clientHandlesEnd - report.clientHandlesIdle} handles`);
+    failCheck(
+      "client handles",
+      `the load processes' engines kept ${report.clientHandlesEnd - report.clientHandlesIdle} handles`,
+    );
   }
   if (grew(report.heapBefore, report.heapAfter, TOLERANCE.heapBytes)) {
-    fail(`the server's heap grew from ${report.heapBefore} to ${report.heapAfter} bytes`);
+    failCheck("heap", `the server's heap grew from ${report.heapBefore} to ${report.heapAfter} bytes`);
   }
 }
 
@@ -445,16 +470,19 @@ function pruneOldRuns(keep = 12) {
 }
 
 const USAGE = `Usage: deno task stress [--quick] [--backend linux|wine|all] [--server library|cli] [--seed N]
-                         [--soak SECONDS] [--sabotage wrong|leak]
+                         [--soak SECONDS] [--sabotage KIND]
 
 A bounded soak-and-fault run against an echo server on Linux and on Windows Deno under Wine: the
 library's (tests/stress/echo_server.ts, which reports the engine's handle count; the default) or
 the CLI's (main.ts serve --echo, watched from /proc). Logs go to .cache/stress/. Exits 1 on a wrong
-or missing reply, a dead server, or growth of the server's handles, descriptors or heap.
+or missing reply, a dead server, or growth of the server's handles, descriptors or heap; each
+failure names its check in brackets.
 
 --soak SECONDS repeats the churn (and the kills) that long instead of the mode's default.
---sabotage wrong|leak makes the library server corrupt some replies or leave some connections
-open, to show that the run catches it (it must then exit 1).`;
+--sabotage KIND makes the library server misbehave so that one check must fail (the run then exits 1
+naming it); the CLI server cannot be sabotaged (exit 2). KIND and the check it trips:
+${Object.entries(SABOTAGE).map(([kind, check]) => `  ${kind.padEnd(11)} [${check}]`).join("\n")}
+leak-fd is the POSIX backend's test-only close that skips close(2): Linux backend only.`;
 
 async function main(args: string[]): Promise<number> {
   let quick = false;
@@ -478,10 +506,18 @@ async function main(args: string[]): Promise<number> {
   }
   if (
     !["linux", "wine", "all"].includes(which) || !["library", "cli"].includes(serverKind) ||
-    !["none", "wrong", "leak"].includes(sabotage) ||
+    !(sabotage === "none" || sabotage in SABOTAGE) ||
     !Number.isInteger(seed) || (soak !== undefined && !(soak >= 0))
   ) {
     console.error(USAGE);
+    return 2;
+  }
+  if (sabotage !== "none" && serverKind === "cli") {
+    console.error("--sabotage needs the library server: the CLI server (--server cli) has no sabotage");
+    return 2;
+  }
+  if (sabotage === "leak-fd" && which !== "linux") {
+    console.error("--sabotage leak-fd is a hook of the POSIX backend: add --backend linux");
     return 2;
   }
   if (Deno.build.os !== "linux") {
