@@ -6,7 +6,7 @@
  *   load -p PATH -t rtt|thr|conn|idle [-m] [-c CLIENTS] [-d SECONDS] [-w SECONDS] [-n IDLE] [-s STOPFILE]
  *
  *   rtt   CLIENTS closed loops of: write a 64-byte request, read the 58-byte response
- *   thr   one closed loop of: write a 64 KiB message, read the 64 KiB echo
+ *   thr   one closed loop of: write a 64 KiB message, read the 64 KiB echo and compare it whole
  *   conn  connect, one rtt round trip, disconnect, again
  *   idle  open IDLE connections (one round trip each so the server has surely accepted them),
  *         print "ready", hold them until STOPFILE exists, then close them
@@ -165,8 +165,18 @@ static int recv_n(conn_t c, char *buf, int n) {
   return 0;
 }
 
-static int round_trip(conn_t c, char *in, int bulk) {
-  if (bulk) return send_all(c, in, BULK_BYTES) || recv_n(c, in, BULK_BYTES) ? -1 : 0;
+/*
+ * One round trip. Bulk: `out` is sent and its echo read into `in` and compared whole; the first 8
+ * bytes carry a count that changes every time, so a stale or repeated echo cannot pass.
+ */
+static int round_trip(conn_t c, char *in, char *out, int bulk) {
+  if (bulk) {
+    static __thread unsigned long long round;
+    round++;
+    memcpy(out, &round, sizeof round);
+    if (send_all(c, out, BULK_BYTES) || recv_n(c, in, BULK_BYTES)) return -1;
+    return memcmp(in, out, BULK_BYTES) ? -3 : 0;
+  }
   if (send_all(c, request, REQUEST_BYTES) || recv_n(c, in, RESPONSE_BYTES)) return -1;
   return memcmp(in, expected, RESPONSE_BYTES) ? -2 : 0;
 }
@@ -183,19 +193,21 @@ static char kind[8];
 static void *work(void *arg) {
   struct worker *w = arg;
   int bulk = strcmp(kind, "thr") == 0, reconnect = strcmp(kind, "conn") == 0;
-  char *in = malloc(BULK_BYTES);
-  if (bulk) memset(in, 'x', BULK_BYTES);
+  char *in = malloc(BULK_BYTES), *out = malloc(BULK_BYTES);
+  for (int i = 0; i < BULK_BYTES; i++) out[i] = (char)(i * 7 + 3); /* every byte value, no run */
   conn_t c = reconnect ? BAD_CONN : open_conn();
   while (!stop) {
     if (reconnect) c = open_conn();
-    int r = round_trip(c, in, bulk);
+    int r = round_trip(c, in, out, bulk);
     if (r == -2) die("the response is not the 58-byte default response");
+    if (r == -3) die("the 64 KiB echo differs from the message sent");
     if (r) die("the server closed the connection or failed");
     if (reconnect) close_conn(c);
     __atomic_add_fetch(&w->ops, 1, __ATOMIC_RELAXED);
   }
   if (!reconnect) close_conn(c);
   free(in);
+  free(out);
   return NULL;
 }
 
@@ -210,7 +222,7 @@ static void hold_idle(int n, const char *stopfile, double max_seconds) {
   char in[RESPONSE_BYTES];
   for (int i = 0; i < n; i++) {
     conns[i] = open_conn();
-    if (round_trip(conns[i], in, 0)) die("idle connection: round trip failed");
+    if (round_trip(conns[i], in, NULL, 0)) die("idle connection: round trip failed");
   }
   printf("ready n=%d\n", n);
   fflush(stdout);
