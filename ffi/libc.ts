@@ -12,6 +12,10 @@
  * @module
  */
 
+/**
+ * Every symbol exists in glibc 2.28 (the oldest Deno runs on, e.g. RHEL 8) or older: `Deno.dlopen`
+ * fails the whole table when one is missing. A symbol newer than glibc 2.2.5 names its version.
+ */
 const symbols = {
   socket: {
     parameters: [
@@ -36,6 +40,7 @@ const symbols = {
     ],
     result: "i32",
   },
+  /** glibc 2.10. */
   accept4: {
     parameters: [
       "i32", // int sockfd
@@ -148,10 +153,14 @@ const symbols = {
     ],
     result: "i32",
   },
-  lstat: {
+  /** glibc 2.28. Not `lstat`/`fstatat`: before glibc 2.33 those were not exported from libc.so.6. */
+  statx: {
     parameters: [
+      "i32", // int dirfd (AT_FDCWD)
       "buffer", // const char *pathname
-      "buffer", // struct stat *statbuf
+      "i32", // int flags (AT_SYMLINK_NOFOLLOW)
+      "u32", // unsigned int mask
+      "buffer", // struct statx *statxbuf
     ],
     result: "i32",
   },
@@ -167,6 +176,7 @@ const symbols = {
     ],
     result: "i32",
   },
+  /** glibc 2.9. */
   epoll_create1: {
     parameters: [
       "i32", // int flags
@@ -182,6 +192,7 @@ const symbols = {
     ],
     result: "i32",
   },
+  /** glibc 2.3.2. */
   epoll_wait: {
     parameters: [
       "i32", // int epfd
@@ -191,7 +202,7 @@ const symbols = {
     ],
     result: "i32", // int count
   },
-  /** The same `epoll_wait`, run on a worker thread: the one blocking wait of the engine. */
+  /** The same `epoll_wait` (glibc 2.3.2), run on a worker thread: the engine's one blocking wait. */
   epoll_wait_blocking: {
     name: "epoll_wait",
     parameters: [
@@ -203,6 +214,7 @@ const symbols = {
     result: "i32", // int count
     nonblocking: true,
   },
+  /** glibc 2.7. */
   eventfd: {
     parameters: [
       "u32", // unsigned int initval
@@ -221,6 +233,9 @@ const symbols = {
     result: "pointer", // int * (this thread's errno)
   },
 } as const satisfies Deno.ForeignLibraryInterface;
+
+/** The symbol table itself, for the test that checks each symbol's glibc version. */
+export const LIBC_SYMBOLS: typeof symbols = symbols;
 
 /** The opened library's symbols. */
 export type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
@@ -333,9 +348,14 @@ export const EPOLL_EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;
 /** Offset of `epoll_data_t data` in `struct epoll_event`. */
 export const EPOLL_DATA_OFFSET = Deno.build.arch === "x86_64" ? 4 : 8;
 
-/** `struct stat` (asm-generic on aarch64): its size and where `st_ino` and `st_mode` sit. */
-export const STAT = Deno.build.arch === "x86_64"
-  ? { size: 144, ino: 8, mode: 24 }
-  : { size: 128, ino: 8, mode: 16 };
+/** `statx(AT_FDCWD, path, …)`: a path relative to the working directory. */
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+/** `statx` with an empty path describes the descriptor itself (`fstat`). */
+export const AT_EMPTY_PATH = 0x1000;
+/** `statx` mask: type, mode, uid, inode and modification time (the `STATX_BASIC_STATS` we read). */
+export const STATX_BASIC_STATS = 0x7ff;
+/** `struct statx`, the same on every architecture: its size and the offsets of what we read. */
+export const STATX = { size: 256, uid: 20, mode: 28, ino: 32, mtimeSec: 112 };
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;

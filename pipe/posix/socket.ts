@@ -1,11 +1,14 @@
 /**
  * Unix domain socket calls over libc, shared by the listener, the client and connections: socket
- * creation and options, addresses, message receive with end-of-stream detection, and `lstat`.
+ * creation and options, addresses, message receive with end-of-stream detection, and `lstat` (as `statx`).
  *
  * @module
  */
 import {
   AF_UNIX,
+  AT_EMPTY_PATH,
+  AT_FDCWD,
+  AT_SYMLINK_NOFOLLOW,
   EAGAIN,
   errno,
   libc,
@@ -26,7 +29,8 @@ import {
   SOCK_SEQPACKET,
   SOCK_STREAM,
   SOL_SOCKET,
-  STAT,
+  STATX,
+  STATX_BASIC_STATS,
 } from "../../ffi/libc.ts";
 import { errnoError, pipeError } from "../errors.ts";
 import type { PipeMode } from "../types.ts";
@@ -283,10 +287,34 @@ export function shutdownWrite(fd: number): number {
   return libc().shutdown(fd, SHUT_WR) < 0 ? errno() : 0;
 }
 
-/** `lstat`: the inode and mode of `path`, or the errno. */
-export function statPath(path: Uint8Array<ArrayBuffer>): { ino: bigint; mode: number } | number {
-  const buffer = new Uint8Array(STAT.size);
-  if (libc().lstat(path, buffer) < 0) return errno();
-  const view = new DataView(buffer.buffer);
-  return { ino: view.getBigUint64(STAT.ino, true), mode: view.getUint32(STAT.mode, true) };
+/** What {@linkcode statPath} reports about a file. */
+export interface FileStatus {
+  ino: bigint;
+  /** Type and permission bits (`st_mode`). */
+  mode: number;
+  uid: number;
+  /** Last modification, in seconds since the epoch. */
+  mtime: number;
+}
+
+const statxBuffer = new Uint8Array(STATX.size);
+const statxView = new DataView(statxBuffer.buffer);
+const EMPTY_PATH = new Uint8Array(1);
+
+/**
+ * `lstat` through `statx` (glibc 2.28; `lstat` itself is exported only from 2.33): the inode, mode,
+ * owner and modification time of `path` (a symbolic link is described, not followed), or the errno.
+ * With a descriptor instead of a path, that open file (`fstat`).
+ */
+export function statPath(path: Uint8Array<ArrayBuffer> | number): FileStatus | number {
+  const result = typeof path === "number"
+    ? libc().statx(path, EMPTY_PATH, AT_EMPTY_PATH, STATX_BASIC_STATS, statxBuffer)
+    : libc().statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, statxBuffer);
+  if (result < 0) return errno();
+  return {
+    ino: statxView.getBigUint64(STATX.ino, true),
+    mode: statxView.getUint16(STATX.mode, true),
+    uid: statxView.getUint32(STATX.uid, true),
+    mtime: Number(statxView.getBigInt64(STATX.mtimeSec, true)),
+  };
 }
