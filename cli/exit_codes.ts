@@ -10,6 +10,7 @@
  * | 4    | access denied (also: a Deno permission flag is missing)   |
  * | 5    | pipe name already in use by another server                |
  * | 6    | connection lost: the other end closed the pipe            |
+ * | 7    | message too large: over --max-message-size, or the buffer |
  *
  * @module
  */
@@ -23,6 +24,7 @@ export const ExitCode = {
   AccessDenied: 4,
   NameInUse: 5,
   ConnectionLost: 6,
+  MessageTooLarge: 7,
 } as const;
 
 /** One of {@linkcode ExitCode}'s values. */
@@ -36,7 +38,8 @@ export const EXIT_CODES_HELP = `Exit codes:
   3  pipe not found, or timed out waiting for it
   4  access denied (also: a Deno permission such as --allow-ffi is missing)
   5  pipe name already in use by another server
-  6  connection lost: the other end closed the pipe`;
+  6  connection lost: the other end closed the pipe
+  7  message too large: a reply over --max-message-size, or a message the pipe cannot take whole`;
 
 /** A mistake in how the command was called: reported without a stack trace, exit code 2. */
 export class UsageError extends Error {
@@ -66,11 +69,20 @@ export function exitCodeFor(error: unknown): ExitCode {
     error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected ||
     error instanceof Deno.errors.UnexpectedEof
   ) return ExitCode.ConnectionLost;
+  // A reply over maxMessageSize (the connection is closed), or a message larger than the socket's
+  // send buffer (Linux EMSGSIZE): what was asked for, not a bug.
+  if (error instanceof RangeError && isMessageTooLarge(error)) return ExitCode.MessageTooLarge;
   // The library reports what the user asked wrongly (bad name, SDDL on Linux) as a TypeError; a
   // TypeError from a bug reads differently. NotSupported: not possible on this platform.
   if (error instanceof TypeError && isLibrarySentence(error)) return ExitCode.Usage;
   if (error instanceof Deno.errors.NotSupported) return ExitCode.Usage;
   return ExitCode.Internal;
+}
+
+/** The library's two size errors: `exceeds maxMessageSize`, and `EMSGSIZE` (`message too long (90)`). */
+function isMessageTooLarge(error: RangeError): boolean {
+  return isLibrarySentence(error) &&
+    /: (message of .* exceeds maxMessageSize|message too long)/.test(error.message);
 }
 
 /**

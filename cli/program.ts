@@ -281,5 +281,9 @@ function hintFor(error: unknown, code: ExitCode): string | undefined {
         "server with --sddl granting access.";
     case ExitCode.NameInUse:
       return "Another server already serves this name: stop it, or choose another --name.";
+    case ExitCode.MessageTooLarge:
+      return (error as Error).message.includes("maxMessageSize")
+        ? "Raise --max-message-size to accept larger replies."
+        : "The message does not fit the pipe's send buffer (Linux: net.core.wmem_max): send less at once.";
   }
 }

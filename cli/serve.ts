@@ -176,7 +176,18 @@ async function handleClient(conn: PipeConn, client: number, context: ClientConte
         text: formatHello(request),
       });
       const reply = context.echo ? request : context.response;
-      await conn.writeMessage(reply);
+      try {
+        await conn.writeMessage(reply);
+      } catch (error) {
+        // Our own reply, not the client, is at fault (Linux: larger than the socket's send buffer).
+        if (!(error instanceof RangeError) || context.isStopping()) throw error;
+        log.error("Cannot reply with {bytes} bytes, the client is closed: {error}", {
+          client,
+          bytes: reply.length,
+          error: messageOf(error),
+        });
+        return;
+      }
       summary.bytesSent += reply.length;
       log.info("Replies {bytes} bytes; Message: {text}", {
         client,

@@ -362,3 +362,59 @@ Deno.test("serve() stops on its abort signal, closes idle clients and returns th
   const end = await within(idle.readMessage().catch((error) => error), WAIT_MS, "the idle client's end");
   assert.ok(end === null || end instanceof Deno.errors.BrokenPipe, String(end));
 });
+
+Deno.test("send --max-message-size below the reply's size exits 7 with one sentence", async () => {
+  const name = uniqueName("cli");
+  // 1,500 characters: a 3,002-byte UTF-16LE reply with its NUL.
+  await using server = await startServer(["--once", "--name", name, "--response", "r".repeat(1500)]);
+  const { code, stdout, stderr } = await namedpipe(["send", "--name", name, "--max-message-size", "100"]);
+  assert.equal(code, ExitCode.MessageTooLarge, stderr);
+  assert.equal(stdout, "");
+  assert.match(stderr, /message of (at least )?\d+ bytes exceeds maxMessageSize 100/);
+  assert.match(stderr, /Raise --max-message-size/);
+  assertNoStackTrace(stderr);
+  assert.doesNotMatch(stderr, /Internal error/);
+  assert.equal((await server.finish()).code, ExitCode.Ok);
+});
+
+Deno.test({
+  name: "send of a message larger than the socket's send buffer exits 7 (Linux: EMSGSIZE)",
+  ignore: Deno.build.os === "windows", // a Windows message pipe takes a message of any size
+  async fn() {
+    const name = uniqueName("cli");
+    await using server = await startServer(["--once", "--name", name]);
+    // 5 MiB: more than the send buffer sized for the default 1 MiB limit, root or not.
+    const { code, stderr } = await namedpipe(
+      ["send", "--name", name, "--encoding", "raw"],
+      "x".repeat(5 * 1024 * 1024),
+    );
+    assert.equal(code, ExitCode.MessageTooLarge, stderr);
+    assert.match(stderr, /message too long \(90\)/);
+    assertNoStackTrace(stderr);
+    assert.doesNotMatch(stderr, /Internal error/);
+  },
+});
+
+Deno.test({
+  name: "serve logs its own reply too large for the send buffer as that, not as a dropped client",
+  ignore: Deno.build.os === "windows", // a Windows message pipe takes a message of any size
+  async fn() {
+    const name = uniqueName("cli");
+    // 120,000 characters: a 240,002-byte reply, over the 212,992-byte send buffer that a 1,000-byte
+    // --max-message-size leaves at the kernel's default (net.core.wmem_default).
+    const response = "r".repeat(120_000);
+    await using server = await startServer([
+      "--name",
+      name,
+      "--max-message-size",
+      "1000",
+      "--response",
+      response,
+    ]);
+    const { code, stderr } = await namedpipe(["send", "--name", name]);
+    assert.equal(code, ExitCode.ConnectionLost, stderr);
+    await server.waitFor(/Cannot reply with 240002 bytes, the client is closed: .*message too long/);
+    assert.doesNotMatch(server.stderr, /Client dropped/);
+    assertNoStackTrace(server.stderr);
+  },
+});
