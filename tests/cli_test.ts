@@ -382,7 +382,7 @@ Deno.test({
   ignore: Deno.build.os === "windows", // a Windows message pipe takes a message of any size
   async fn() {
     const name = uniqueName("cli");
-    await using server = await startServer(["--once", "--name", name]);
+    await using _server = await startServer(["--once", "--name", name]);
     // 5 MiB: more than the send buffer sized for the default 1 MiB limit, root or not.
     const { code, stderr } = await namedpipe(
       ["send", "--name", name, "--encoding", "raw"],
