@@ -164,6 +164,43 @@ const symbols = {
     ],
     result: "i32",
   },
+  open: {
+    parameters: [
+      "buffer", // const char *pathname
+      "i32", // int flags
+      "u32", // mode_t mode (used with O_CREAT)
+    ],
+    result: "i32", // int fd
+  },
+  flock: {
+    parameters: [
+      "i32", // int fd
+      "i32", // int operation (LOCK_EX | LOCK_NB)
+    ],
+    result: "i32",
+  },
+  opendir: {
+    parameters: [
+      "buffer", // const char *name
+    ],
+    result: "pointer", // DIR * (NULL on failure)
+  },
+  readdir: {
+    parameters: [
+      "pointer", // DIR *dirp
+    ],
+    result: "pointer", // struct dirent * (NULL at the end)
+  },
+  closedir: {
+    parameters: [
+      "pointer", // DIR *dirp
+    ],
+    result: "i32",
+  },
+  geteuid: {
+    parameters: [],
+    result: "u32", // uid_t
+  },
   mkdtemp: {
     parameters: [
       "buffer", // char *template (rewritten in place)
@@ -325,14 +362,34 @@ export const EPOLLHUP = 0x10;
 export const EPOLLRDHUP = 0x2000;
 export const EPOLLET = 1 << 31;
 
+export const O_RDONLY = 0;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+/** `O_PATH`: a handle on a directory to name it through `/proc/self/fd`, not to read it. */
+export const O_PATH = 0o10000000;
+/** `O_NOFOLLOW` differs between x86_64 and the generic (aarch64) numbering. */
+export const O_NOFOLLOW = Deno.build.arch === "x86_64" ? 0o400000 : 0o100000;
+
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+
+/** `struct dirent` (64-bit Linux): where `d_name` starts. */
+export const DIRENT_NAME_OFFSET = 19;
+
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 
 export const ENOENT = 2;
 export const EINTR = 4;
+export const ENOMEM = 12;
 export const EAGAIN = 11;
+export const EWOULDBLOCK = 11;
+export const EACCES = 13;
 export const EEXIST = 17;
 export const EINVAL = 22;
+export const ENFILE = 23;
 export const EMFILE = 24;
 export const EPIPE = 32;
 export const ENAMETOOLONG = 36;
@@ -340,6 +397,7 @@ export const EMSGSIZE = 90;
 export const EPROTOTYPE = 91;
 export const ECONNABORTED = 103;
 export const ECONNRESET = 104;
+export const ENOBUFS = 105;
 export const ENOTCONN = 107;
 export const ECONNREFUSED = 111;
 
@@ -359,3 +417,5 @@ export const STATX_BASIC_STATS = 0x7ff;
 export const STATX = { size: 256, uid: 20, mode: 28, ino: 32, mtimeSec: 112 };
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;

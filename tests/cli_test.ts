@@ -204,6 +204,21 @@ Deno.test("a second serve on a live name exits 5", async () => {
   assertNoStackTrace(stderr);
 });
 
+Deno.test("a second serve on a live serve --once exits 5 and the first still answers the real client", async () => {
+  const name = uniqueName("cli");
+  await using first = await startServer(["--once", "--name", name]);
+  const second = await namedpipe(["serve", "--name", name]);
+  assert.equal(second.code, ExitCode.NameInUse, second.stderr);
+  assertNoStackTrace(second.stderr);
+  // The second server must not have used up the first one's only client.
+  const client = await namedpipe(["send", "--name", name]);
+  assert.equal(client.code, ExitCode.Ok, client.stderr);
+  assert.equal(client.stdout, "Default response from server\n");
+  const { code, stderr } = await first.finish();
+  assert.equal(code, ExitCode.Ok, stderr);
+  assert.match(stderr, /Served 1 client\(s\), 1 message\(s\)/);
+});
+
 Deno.test("send without Deno's FFI permission exits 4 (access denied) with a hint", async () => {
   const name = uniqueName("cli");
   await using cli = new Cli(["send", "--name", name, "--timeout", "100"], {

@@ -6,9 +6,12 @@
  * then hard-linked to its public path. `link` fails with `EEXIST` if the name is taken, so nothing is
  * ever overwritten by accident. `"everyone"` does the same with mode 0666.
  *
- * First instance: if the path exists, a probe connection tells a live server (the name is in use)
- * from a stale socket file left by a crashed server (connection refused), which is replaced and
- * reported (a warning log and `describe().replacedStale`).
+ * First instance: the listener holds a lock beside the name (`NAME.lock`, `name_lock.ts`) for its
+ * whole life, so a second server of ours learns the name is in use without connecting, and two
+ * servers starting together cannot both replace a stale socket. If the path exists, `/proc/net/unix`
+ * (or, failing that, a probe connection) tells another program's live server from a stale socket
+ * file left by a crashed server, which is replaced and reported (a warning log and
+ * `describe().replacedStale`).
  *
  * A server that is between `bind` and `listen` also refuses connections; ours never is (the name
  * appears only once listening), but another program's may briefly look stale.
@@ -27,11 +30,13 @@ import {
   cString,
   EAGAIN,
   ECONNABORTED,
-  ECONNREFUSED,
   EEXIST,
   EINTR,
+  EMFILE,
+  ENFILE,
+  ENOBUFS,
   ENOENT,
-  EPROTOTYPE,
+  ENOMEM,
   errno,
   libc,
   S_IFMT,
@@ -39,7 +44,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
 } from "../../ffi/libc.ts";
-import { closedError, errnoError, type NativeError, pipeError } from "../errors.ts";
+import { closedError, errnoError, pipeError } from "../errors.ts";
 import type {
   ListenOptions,
   OperationOptions,
@@ -51,6 +56,13 @@ import type {
 import { checkSignal, onAbort } from "../abort.ts";
 import { PosixConn } from "./connection.ts";
 import { poller, type Registration } from "./poller.ts";
+import { socketState } from "./liveness.ts";
+import { lockName, unlockName } from "./name_lock.ts";
+import {
+  makePrivateDirectory,
+  removePrivateDirectory,
+  removeStalePrivateDirectories,
+} from "./private_dir.ts";
 import { closeFd, configureSocket, openSocket, socketAddress, statPath } from "./socket.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -62,9 +74,18 @@ import {
 
 const log = logger("posix");
 
-/** `PIPE_UNLIMITED_INSTANCES`: 255 means no limit, as on Windows. */
 /** Attempts to take a name whose stale socket another process may be replacing at the same time. */
 const LINK_ATTEMPTS = 3;
+
+/** The iterator's first pause after running out of descriptors, and its longest. */
+const MIN_PAUSE = 10;
+const MAX_PAUSE = 1000;
+const SHORTAGES = new Set([EMFILE, ENFILE, ENOBUFS, ENOMEM]);
+
+/** Whether `accept` failed for lack of descriptors or memory: worth retrying later. */
+function isResourceShortage(error: unknown): boolean {
+  return error instanceof Error && SHORTAGES.has((error as { code?: number }).code ?? 0);
+}
 
 /** What the POSIX listener reports about itself. */
 export interface PosixPipeDescription extends PipeDescription {
@@ -85,6 +106,8 @@ export class PosixListener implements PipeListener {
   #slotWaiters: (() => void)[] = [];
   #instances = 0;
   #replacedStale: boolean;
+  /** The name's lock (`name_lock.ts`), held until close. */
+  #lock: number;
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
@@ -110,8 +133,13 @@ export class PosixListener implements PipeListener {
       path,
     );
     const fileMode = options.security === "everyone" ? 0o666 : 0o600;
-    const fd = openSocket(this.mode, "listen on", path);
+    // Fail early, naming the user's path, on a path the clients could not connect to.
+    socketAddress(path, "listen on");
+    const lock = lockName(path);
+    let fd = -1;
     try {
+      removeStalePrivateDirectories(path);
+      fd = openSocket(this.mode, "listen on", path);
       // Accepted sockets inherit SO_PASSCRED; their send buffer is set after accept.
       configureSocket(fd, this.mode, this.#maxMessageSize, options.bufferSize, path, "listen on");
       const placed = bindPrivately(fd, path, fileMode, Math.min(pendingInstances, maxInstances));
@@ -124,10 +152,12 @@ export class PosixListener implements PipeListener {
         throw error;
       }
     } catch (error) {
-      closeFd(fd);
+      if (fd >= 0) closeFd(fd);
+      unlockName(path, lock);
       throw error;
     }
     this.#fd = fd;
+    this.#lock = lock;
     if (this.#replacedStale) {
       log.warn("Replaced the stale socket {path} left by a server that did not close it", { path });
     }
@@ -204,14 +234,32 @@ export class PosixListener implements PipeListener {
     return this.connections();
   }
 
+  /**
+   * Accepted connections until the listener closes. Running out of descriptors or memory
+   * (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) does not end it: the condition is logged as an error
+   * and accepting resumes after a pause (10 ms doubling to 1 s) or as soon as a connection closes;
+   * clients wait in the backlog meanwhile.
+   */
   async *connections(options?: OperationOptions): AsyncIterableIterator<PipeConn> {
+    let pause = MIN_PAUSE;
     while (true) {
+      let conn: PipeConn;
       try {
-        yield await this.accept(options);
+        conn = await this.accept(options);
       } catch (error) {
         if (this.#closed && error instanceof Deno.errors.BadResource) return;
-        throw error;
+        if (!isResourceShortage(error)) throw error;
+        log.error("Cannot accept a client on {path}, retrying in {pause} ms: {error}", {
+          path: this.path,
+          pause,
+          error: (error as Error).message,
+        });
+        await this.#pause(pause, options?.signal);
+        pause = Math.min(pause * 2, MAX_PAUSE);
+        continue;
       }
+      pause = MIN_PAUSE;
+      yield conn;
     }
   }
 
@@ -223,6 +271,22 @@ export class PosixListener implements PipeListener {
   /** See {@linkcode PipeListener.ref}. */
   ref(): void {
     poller.setRef(this.#registration, true);
+  }
+
+  /**
+   * Wait `ms`, or less if a connection closes (freeing a descriptor) or the listener closes;
+   * rejects with the reason if `signal` aborts.
+   */
+  async #pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        new Promise((resolve) => timer = setTimeout(resolve, ms)),
+        this.#slotFreed(signal),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   describe(): PosixPipeDescription {
@@ -242,6 +306,7 @@ export class PosixListener implements PipeListener {
     for (const wake of this.#slotWaiters.splice(0)) wake(); // their accept() now rejects
     unlinkIfOurs(this.path, this.#ino);
     closeFd(this.#fd);
+    unlockName(this.path, this.#lock);
     await poller.idle();
   }
 
@@ -259,6 +324,7 @@ function unlinkIfOurs(path: string, ino: bigint): void {
 
 /**
  * Bind `fd` in a private directory next to `path`, set its mode, listen, then link it to `path`.
+ * The caller holds the name's lock.
  * @returns the socket file's inode (to recognize it at close) and whether a stale file was replaced
  */
 function bindPrivately(
@@ -268,30 +334,12 @@ function bindPrivately(
   backlog: number,
 ): { ino: bigint; replacedStale: boolean } {
   const c = libc();
-  const slash = path.lastIndexOf("/");
-  const directory = slash > 0 ? path.slice(0, slash) : "/";
-  // Fail early on a path the clients could not connect to. The private path is no longer than a
-  // `CoreFxPipe_` name in the same directory.
+  // Fail early, naming the user's path, on a path the clients could not connect to.
   socketAddress(path, "listen on");
-  const template = cString(`${directory}/.np-XXXXXX`);
-  if (c.mkdtemp(template) === null) {
-    const code = errno();
-    if (code === ENOENT) {
-      throw pipeError(
-        Deno.errors.NotFound,
-        "listen on",
-        path,
-        `directory "${directory}" does not exist`,
-        code,
-      );
-    }
-    throw errnoError(code, "create a private directory for", path);
-  }
-  const privateDirectory = new TextDecoder().decode(template.subarray(0, template.length - 1));
-  const privatePath = `${privateDirectory}/s`;
-  const privateName = cString(privatePath);
+  const place = makePrivateDirectory(path);
+  const privateName = cString(place.socketPath);
   try {
-    const [address, length] = socketAddress(privatePath, "listen on");
+    const [address, length] = socketAddress(place.bindPath, "listen on");
     if (c.bind(fd, address, length) < 0) throw errnoError(errno(), "bind", path);
     if (c.chmod(privateName, fileMode) < 0) throw errnoError(errno(), "set the mode of", path);
     if (c.listen(fd, backlog) < 0) throw errnoError(errno(), "listen on", path);
@@ -300,12 +348,14 @@ function bindPrivately(
     const replacedStale = linkIntoPlace(privateName, path);
     return { ino: stat.ino, replacedStale };
   } finally {
-    c.unlink(privateName);
-    c.rmdir(cString(privateDirectory));
+    removePrivateDirectory(place);
   }
 }
 
-/** `link` the bound socket to `path`, replacing a stale socket; true if one was replaced. */
+/**
+ * `link` the bound socket to `path`, replacing a stale socket; true if one was replaced. With the
+ * name's lock held, no other server of ours can be replacing it at the same time.
+ */
 function linkIntoPlace(privateName: Uint8Array<ArrayBuffer>, path: string): boolean {
   const c = libc();
   const name = cString(path);
@@ -328,10 +378,9 @@ function linkIntoPlace(privateName: Uint8Array<ArrayBuffer>, path: string): bool
         EEXIST,
       );
     }
-    const probe = probeConnect(path);
-    if (probe === ENOENT) continue;
-    if (probe !== ECONNREFUSED) {
-      if (probe instanceof Error) throw probe;
+    const state = socketState(path);
+    if (state instanceof Error) throw state;
+    if (state === "live") {
       throw pipeError(Deno.errors.AddrInUse, "listen on", path, "name already in use by a live server", 98);
     }
     // Nobody listens: a server crashed and left its socket file. Replace it.
@@ -345,26 +394,4 @@ function linkIntoPlace(privateName: Uint8Array<ArrayBuffer>, path: string): bool
     "the name kept being taken by another server",
     98,
   );
-}
-
-/**
- * Try to connect to an existing socket file: `ECONNREFUSED` means stale, 0 (or `EAGAIN`, a full
- * backlog, or `EPROTOTYPE`, a live server of the other mode) means live.
- */
-function probeConnect(path: string): number | NativeError {
-  const c = libc();
-  for (const mode of ["message", "byte"] as const) {
-    const fd = openSocket(mode, "listen on", path);
-    try {
-      const [address, length] = socketAddress(path, "listen on");
-      if (c.connect(fd, address, length) === 0) return 0;
-      const code = errno();
-      if (code === EPROTOTYPE) continue;
-      if (code === ECONNREFUSED || code === ENOENT || code === EAGAIN) return code;
-      return errnoError(code, "listen on", path);
-    } finally {
-      closeFd(fd);
-    }
-  }
-  return 0;
 }
