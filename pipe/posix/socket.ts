@@ -201,7 +201,8 @@ export function receiveMessage(fd: number, maxSize: number, expect = 0): Receive
     // A huge limit: learn this message's size first rather than keep a buffer of the limit's size.
     const size = receiveInto(fd, 0, MSG_PEEK | MSG_TRUNC);
     if (size < 0) return failed(-size);
-    room = Math.min(size, maxSize);
+    // Too large: receive it into no room at all (MSG_TRUNC discards it and still tells its size).
+    room = size > maxSize ? 0 : size;
   }
   const n = receiveInto(fd, room, MSG_TRUNC | MSG_CMSG_CLOEXEC);
   if (n < 0) return failed(-n);
