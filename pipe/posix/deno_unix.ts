@@ -17,7 +17,7 @@
  * @module
  */
 import { closedError, pipeError } from "../errors.ts";
-import { checkSignal, sleep, whileQueued } from "../abort.ts";
+import { checkSignal, onAbort, sleep, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
 import type {
   ConnectOptions,
@@ -28,14 +28,18 @@ import type {
   PipeListener,
 } from "../types.ts";
 import { pipePath } from "./path.ts";
-import { DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
+import {
+  DEFAULT_CONNECT_TIMEOUT,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_PENDING_INSTANCES,
+  INT_MAX,
+  integer,
+  UNLIMITED_INSTANCES,
+} from "../options.ts";
 
-const DEFAULT_TIMEOUT = 2000;
 const MAX_BACKOFF = 100;
 /** Bytes `readMessage()` takes at once: a stream has no messages. */
 const BYTE_CHUNK = 64 * 1024;
-/** `PIPE_UNLIMITED_INSTANCES`: 255 means no limit, as on Windows. */
-const UNLIMITED_INSTANCES = 255;
 
 /** Sockets this module holds open, for {@linkcode openHandleCount}. */
 let open = 0;
@@ -172,15 +176,26 @@ class DenoUnixListener implements PipeListener {
   #maxMessageSize: number;
   #maxInstances: number;
   #instances = 0;
+  #slotWaiters: (() => void)[] = [];
   #closed = false;
   /** Clients accepted for an `accept()` that was cancelled meanwhile: the next ones take them. */
   #ready: Deno.UnixConn[] = [];
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
-    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    const maxInstances = options.maxInstances ?? UNLIMITED_INSTANCES;
-    this.#maxInstances = maxInstances >= UNLIMITED_INSTANCES ? Infinity : maxInstances;
+    // The same checks as the libc listener, so both accept and refuse the same options.
+    this.#maxMessageSize = integer(
+      options.maxMessageSize,
+      DEFAULT_MAX_MESSAGE_SIZE,
+      0,
+      INT_MAX,
+      "maxMessageSize",
+      path,
+    );
+    const maxInstances = integer(options.maxInstances, UNLIMITED_INSTANCES, 1, 255, "maxInstances", path);
+    this.#maxInstances = maxInstances === UNLIMITED_INSTANCES ? Infinity : maxInstances;
+    integer(options.bufferSize, 0, 0, INT_MAX, "bufferSize", path);
+    integer(options.pendingInstances, DEFAULT_PENDING_INSTANCES, 1, 255, "pendingInstances", path);
     const fileMode = options.security === "everyone" ? 0o666 : 0o600;
     const directory = path.slice(0, Math.max(path.lastIndexOf("/"), 1));
     const privateDirectory = Deno.makeTempDirSync({ dir: directory, prefix: ".np-" }); // mode 0700
@@ -201,6 +216,27 @@ class DenoUnixListener implements PipeListener {
     open++;
   }
 
+  /** Resolves when a connection closes (an instance is free again) or the listener closes. */
+  #slotFreed(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stop = onAbort(signal, () => {
+        const at = this.#slotWaiters.indexOf(wake);
+        if (at >= 0) this.#slotWaiters.splice(at, 1);
+        reject(signal!.reason);
+      });
+      const wake = () => {
+        stop();
+        resolve();
+      };
+      this.#slotWaiters.push(wake);
+    });
+  }
+
+  #release = () => {
+    this.#instances--;
+    for (const wake of this.#slotWaiters.splice(0)) wake();
+  };
+
   /** `Deno.UnixListener.accept()`, or a client kept from a cancelled `accept()`. */
   async #acceptOne(signal: AbortSignal | undefined): Promise<Deno.UnixConn> {
     const ready = this.#ready.shift();
@@ -220,11 +256,19 @@ class DenoUnixListener implements PipeListener {
     }
   }
 
+  /**
+   * The next client. At `maxInstances` it stops accepting until a connection closes, so further
+   * clients wait in the backlog, as with the libc listener.
+   */
   async accept(options?: OperationOptions): Promise<PipeConn> {
     const signal = options?.signal;
     checkSignal(signal);
     while (true) {
       if (this.#closed) throw closedError("accept on", this.path);
+      if (this.#instances >= this.#maxInstances) {
+        await this.#slotFreed(signal);
+        continue;
+      }
       let conn: Deno.UnixConn;
       try {
         conn = await this.#acceptOne(signal);
@@ -233,12 +277,8 @@ class DenoUnixListener implements PipeListener {
         if (this.#closed || isClosedError(error)) throw closedError("accept on", this.path);
         throw error;
       }
-      if (this.#instances >= this.#maxInstances) {
-        conn.close();
-        continue;
-      }
       this.#instances++;
-      return new DenoUnixConn(conn, this.path, this.#maxMessageSize, () => this.#instances--);
+      return new DenoUnixConn(conn, this.path, this.#maxMessageSize, this.#release);
     }
   }
 
@@ -281,6 +321,7 @@ class DenoUnixListener implements PipeListener {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     open--;
+    for (const wake of this.#slotWaiters.splice(0)) wake(); // their accept() now rejects
     try {
       // Another server may have replaced our file since: leave theirs alone.
       if (Deno.lstatSync(this.path).ino === this.#ino) Deno.removeSync(this.path);
@@ -330,12 +371,18 @@ export function listenDenoUnix(options: ListenOptions): PipeListener {
 export async function connectDenoUnix(options: ConnectOptions): Promise<PipeConn> {
   const path = pipePath(options.name, options.server ?? ".");
   checkSignal(options.signal);
-  const deadline = performance.now() + (options.timeout ?? DEFAULT_TIMEOUT);
+  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > INT_MAX) {
+    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
+  }
+  const deadline = performance.now() + timeout;
   let backoff = 1;
   while (true) {
     try {
       const conn = await Deno.connect({ transport: "unix", path });
-      return new DenoUnixConn(conn, path, options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE);
+      return new DenoUnixConn(conn, path, maxMessageSize);
     } catch (error) {
       const retriable = error instanceof Deno.errors.NotFound ||
         error instanceof Deno.errors.ConnectionRefused;

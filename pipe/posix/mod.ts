@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { getenv } from "../../ffi/libc.ts";
 import { pipeError } from "../errors.ts";
 import type { ConnectOptions, ListenOptions, PipeConn, PipeListener, PipeMode } from "../types.ts";
 import { connect as connectSocket } from "./connect.ts";
@@ -49,8 +50,15 @@ function checkPlatform(mode: PipeMode | undefined, action: string, name: string)
   if (Deno.build.os !== "linux") {
     throw pipeError(Deno.errors.NotSupported, action, name, `no named pipe backend for ${Deno.build.os}`);
   }
-  return false;
+  return mode === "byte" && getenv(DENO_SOCKETS_SWITCH) === "1";
 }
+
+/**
+ * Test-only: with this environment variable set to `1`, byte mode on Linux runs over Deno's own
+ * sockets (the macOS backend), so the tests exercise that code on Linux. Read through libc, so it
+ * costs no `--allow-env`.
+ */
+export const DENO_SOCKETS_SWITCH = "NAMEDPIPE_TEST_DENO_SOCKETS";
 
 /**
  * Create the listening socket; it is bound and listening when this returns.
