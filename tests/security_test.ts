@@ -179,3 +179,65 @@ async function describeDefault(): Promise<string> {
   await using listener = listen({ name: uniqueName("sddlprobe") });
   return listener.describe().sddl ?? "";
 }
+
+const asRoot = Deno.build.os === "linux" && Deno.uid() === 0;
+
+/**
+ * Connect to `name` from a child process that drops to the user `nobody` (uid and gid 65534) first,
+ * send "hi" and read the echo; returns what it printed: `served <reply>`, or the error's name.
+ */
+async function connectAsNobody(name: string): Promise<string> {
+  const code = `
+    import { connect } from "${new URL("../mod.ts", import.meta.url).href}";
+    const lib = Deno.dlopen("libc.so.6", {
+      setgroups: { parameters: ["usize", "pointer"], result: "i32" },
+      setresgid: { parameters: ["u32", "u32", "u32"], result: "i32" },
+      setresuid: { parameters: ["u32", "u32", "u32"], result: "i32" },
+    });
+    const s = lib.symbols;
+    if (s.setgroups(0n, null) || s.setresgid(65534, 65534, 65534) || s.setresuid(65534, 65534, 65534)) {
+      throw new Error("cannot become nobody");
+    }
+    try {
+      const conn = await connect({ name: ${JSON.stringify(name)}, timeout: 5000 });
+      await conn.writeMessage(new TextEncoder().encode("hi"));
+      console.log("served " + new TextDecoder().decode(await conn.readMessage()));
+      await conn.close();
+    } catch (error) {
+      console.log(error.name + ": " + error.message);
+    }`;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", new URL("../deno.json", import.meta.url).pathname, code],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  return new TextDecoder().decode(output.stdout).trim();
+}
+
+Deno.test({
+  name: "another user (nobody) is refused with PermissionDenied by default and served with everyone" +
+    (Deno.build.os === "linux" && !asRoot ? " (skipped: needs root to run a client as nobody)" : ""),
+  ignore: !asRoot,
+  async fn() {
+    for (const security of ["user", "everyone"] as const) {
+      const listener = listen({ name: uniqueName(`nobody${security}`), security });
+      const serving = (async () => {
+        for await (const conn of listener) {
+          const message = await conn.readMessage();
+          if (message) await conn.writeMessage(message);
+          await conn.close();
+        }
+      })();
+      try {
+        const result = await within(connectAsNobody(listener.path), 30_000, "the client run as nobody");
+        if (security === "user") assert.match(result, /^PermissionDenied: .*access denied \(13\)/);
+        else assert.equal(result, "served hi");
+      } finally {
+        await listener.close();
+        await serving;
+      }
+    }
+  },
+});
