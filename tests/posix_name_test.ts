@@ -15,6 +15,12 @@ const WAIT_MS = 30_000;
 const ROUNDS = 100;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** The lock file a listener holds beside the socket at `path`. */
+function lockOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.lock`;
+}
 const MOD = new URL("../mod.ts", import.meta.url).href;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
@@ -226,8 +232,8 @@ Deno.test({
       await client.writeMessage(encoder.encode("long"));
       assert.equal(decoder.decode((await within(client.readMessage(), WAIT_MS, "the echo"))!), "long");
       assert.deepEqual([...Deno.readDirSync(`${directory}/${padding}`)].map((e) => e.name).sort(), [
+        ".s.lock",
         "s",
-        "s.lock",
       ]);
 
       const tooLong = `${directory}/${padding}/s2`;
@@ -263,7 +269,7 @@ Deno.test({
 
       await using _listener = listen({ name: `${directory}/pipe` });
       const left = [...Deno.readDirSync(directory)].map((entry) => entry.name).sort();
-      assert.deepEqual(left, [".np-Ef34Gh", ".np-notours", "pipe", "pipe.lock"]);
+      assert.deepEqual(left, [".np-Ef34Gh", ".np-notours", ".pipe.lock", "pipe"]);
     } finally {
       Deno.removeSync(directory, { recursive: true });
     }
@@ -278,10 +284,10 @@ Deno.test({
     const path = pipePath(name);
     for (let i = 0; i < 3; i++) {
       const listener = listen({ name });
-      assert.ok(Deno.lstatSync(`${path}.lock`).isFile);
+      assert.ok(Deno.lstatSync(lockOf(path)).isFile);
       await listener.close();
       assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
-      assert.throws(() => Deno.lstatSync(`${path}.lock`), Deno.errors.NotFound);
+      assert.throws(() => Deno.lstatSync(lockOf(path)), Deno.errors.NotFound);
     }
   },
 });
@@ -292,7 +298,7 @@ Deno.test({
   async fn() {
     const path = pipePath(uniqueName("oldlock"));
     leaveStaleSocket(path);
-    Deno.writeTextFileSync(`${path}.lock`, "");
+    Deno.writeTextFileSync(lockOf(path), "");
     await using server = serve({ name: path });
     assert.equal((server.listener.describe() as { replacedStale?: boolean }).replacedStale, true);
     await using client = await connect({ name: path });

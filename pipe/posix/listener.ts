@@ -6,7 +6,7 @@
  * then hard-linked to its public path. `link` fails with `EEXIST` if the name is taken, so nothing is
  * ever overwritten by accident. `"everyone"` does the same with mode 0666.
  *
- * First instance: the listener holds a lock beside the name (`NAME.lock`, `name_lock.ts`) for its
+ * First instance: the listener holds a lock beside the name (`.NAME.lock`, `name_lock.ts`) for its
  * whole life, so a second server of ours learns the name is in use without connecting, and two
  * servers starting together cannot both replace a stale socket. If the path exists, `/proc/net/unix`
  * (or, failing that, a probe connection) tells another program's live server from a stale socket

@@ -1,5 +1,5 @@
 /**
- * The lock beside a socket name: `NAME.lock`, held with `flock` for a listener's whole life.
+ * The lock beside a socket name: `.NAME.lock`, held with `flock` for a listener's whole life.
  *
  * A listener takes it before it looks at the name, so two servers starting together on a stale
  * socket cannot both replace it (one of them would end up listening on an unnamed inode), and a
@@ -40,9 +40,13 @@ const ATTEMPTS = 8;
 /** `EADDRINUSE`, the code a name held by a live server is reported with. */
 export const EADDRINUSE = 98;
 
-/** The lock file's name for the socket at `path`. */
+/**
+ * The lock file's name for the socket at `path`: `.NAME.lock` beside it. Hidden, and never a name
+ * `pipePath()` gives (those start with `CoreFxPipe_`), so no pipe's socket can be another's lock.
+ */
 export function lockPath(path: string): string {
-  return `${path}.lock`;
+  const slash = path.lastIndexOf("/");
+  return `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.lock`;
 }
 
 /**
