@@ -306,3 +306,19 @@ Deno.test({
     assert.equal(decoder.decode((await within(client.readMessage(), WAIT_MS, "the echo"))!), "x");
   },
 });
+
+Deno.test({
+  name: "listen() in a directory that does not exist fails with NotFound naming that directory",
+  ignore,
+  fn() {
+    const directory = `/nonexistent_${uniqueName("dir")}`;
+    assert.throws(() => listen({ name: `${directory}/pipe` }), (error: Error) => {
+      assert.ok(error instanceof Deno.errors.NotFound, String(error));
+      assert.equal(
+        error.message,
+        `Cannot listen on "${directory}/pipe": directory "${directory}" does not exist`,
+      );
+      return true;
+    });
+  },
+});

@@ -64,7 +64,20 @@ export function lockName(path: string): number {
       fd = c.open(name, flags | O_CREAT | O_EXCL, 0o644);
       if (fd < 0 && errno() === EEXIST) continue; // created meanwhile: open that one
     }
-    if (fd < 0) throw errnoError(errno(), "lock the name of", path);
+    if (fd < 0) {
+      const code = errno();
+      if (code === ENOENT) {
+        const directory = path.slice(0, Math.max(path.lastIndexOf("/"), 1));
+        throw pipeError(
+          Deno.errors.NotFound,
+          "listen on",
+          path,
+          `directory "${directory}" does not exist`,
+          code,
+        );
+      }
+      throw errnoError(code, "listen on", path);
+    }
     try {
       const opened = statPath(fd);
       if (typeof opened === "number") throw errnoError(opened, "lock the name of", path);
