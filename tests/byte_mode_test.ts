@@ -38,7 +38,7 @@ const cases: { name: string; fn: (label: string) => Promise<void> }[] = [
     },
   },
   {
-    name: "closeWrite() ends the server's reads and the server can still answer",
+    name: "after closeWrite() writes reject, the server reads what came first and can still answer",
     async fn(label) {
       await using listener = listen({ name: uniqueName(label), mode: "byte" });
       await using client = await connect({ name: listener.path, mode: "byte" });
@@ -46,7 +46,10 @@ const cases: { name: string; fn: (label: string) => Promise<void> }[] = [
       await client.write(pattern(10));
       await client.closeWrite();
       assert.deepEqual(await readExactly(conn, 10), pattern(10));
-      assert.equal(await within(conn.read(new Uint8Array(4)), WAIT_MS, "end of stream"), null);
+      // A Windows byte pipe has no half-close (README, "Half-close and end of stream").
+      if (Deno.build.os !== "windows") {
+        assert.equal(await within(conn.read(new Uint8Array(4)), WAIT_MS, "end of stream"), null);
+      }
       await conn.write(pattern(3, 1));
       assert.deepEqual(await readExactly(client, 3), pattern(3, 1));
       await assert.rejects(client.write(pattern(1)), Deno.errors.BrokenPipe);
