@@ -21,7 +21,7 @@
  *    process alive. While every pending operation is on such handles, the blocking wait's op is
  *    unref'd (see `keep_alive.ts`): it still runs and completes them, but the process may exit.
  *
- * 5. Fairness: inline completions and a port that always has a packet ready only ever yield microtasks,
+ * 7. Fairness: inline completions and a port that always has a packet ready only ever yield microtasks,
  *    so a peer that keeps data ready (one large byte-mode write) would starve timers, signals, other
  *    Deno I/O and every other connection. {@linkcode submit} and the drain loop share one budget: once
  *    a stretch of such work has run {@linkcode SLICE_MS} without the event loop turning, the next
