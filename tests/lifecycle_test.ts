@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { connect, listen, openHandleCount } from "../mod.ts";
+import { spawnFixture } from "./_fixtures.ts";
 import { pattern, serve, uniqueName, within } from "./_pipes.ts";
 import { assertOsCountBack, countLabel, osCount } from "./_os_handles.ts";
 
@@ -187,21 +188,3 @@ Deno.test(`1,000 connect/disconnect cycles release every handle ${countLabel(os)
   // would be 1,000 or more). Wine has no OS count: the engine's is all there is.
   assertOsCountBack(os, osBefore, "1,000 connect/disconnect cycles");
 });
-
-/** Run `tests/fixtures/<script>` in a child Deno with the project's config. */
-function spawnFixture(script: string, args: string[]): Deno.ChildProcess {
-  const config = new URL("../deno.json", import.meta.url);
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      decodeURIComponent(config.pathname).replace(/^\/([A-Za-z]:)/, "$1"),
-      new URL(`./fixtures/${script}`, import.meta.url).href,
-      ...args,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}

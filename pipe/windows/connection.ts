@@ -70,7 +70,8 @@ export class PipeConnection implements PipeConn {
   #handle: Handle;
   #side: Side;
   #maxMessageSize: number;
-  #onClose?: () => void;
+  /** Runs just before the handle is closed: the listener creates the instance's replacement first. */
+  #beforeClose?: () => void;
   #buffer?: Uint8Array;
   #reading: Promise<unknown> = Promise.resolve();
   #wrote = false;
@@ -88,14 +89,14 @@ export class PipeConnection implements PipeConn {
     mode: PipeMode,
     side: Side,
     maxMessageSize: number,
-    onClose?: () => void,
+    beforeClose?: () => void,
   ) {
     this.#handle = handle;
     this.path = path;
     this.mode = mode;
     this.#side = side;
     this.#maxMessageSize = maxMessageSize;
-    this.#onClose = onClose;
+    this.#beforeClose = beforeClose;
   }
 
   /** `GetNamedPipeClientProcessId` (server end) or `GetNamedPipeServerProcessId`, asked once. */
@@ -348,8 +349,8 @@ export class PipeConnection implements PipeConn {
     // reads, and Deno's blocking pool is only 8 threads. DisconnectNamedPipe would discard unread data,
     // so when data may be unread we skip it and only close the handle: the peer still reads what is
     // buffered and then sees end of stream, which is what the seed's flush achieved, without blocking.
+    this.#beforeClose?.();
     closeAssociated(h);
-    this.#onClose?.();
   }
 
   /**

@@ -2,9 +2,21 @@
  * The named-pipe server behind `listen()` on Windows: pipe instances created with
  * `CreateNamedPipeW`, each waiting in an overlapped `ConnectNamedPipe` on the completion port.
  *
- * - `pendingInstances` (default 4, libuv's) instances are always listening, and the next one is
- *   created before a connected one is handed off (tokio's accept loop), so clients arriving together
- *   are neither refused nor told "file not found".
+ * - `pendingInstances` (default 4, libuv's) instances listen, and the next one is created as soon as
+ *   one connects (tokio's accept loop), so clients arriving together are neither refused nor told
+ *   "file not found".
+ * - Backpressure: at most `pendingInstances` connections wait for `accept()`. Instances listening
+ *   plus connections waiting never exceed it, so beyond that clients see a busy pipe (and `connect()`
+ *   waits or times out) instead of piling up handles, kernel quota and memory in a listener that
+ *   does not accept.
+ * - The name is never let go: an instance is closed only after its replacement exists (when one is
+ *   wanted), so between the first instance and `close()` some instance of ours always holds the name
+ *   and no other user can create it in a gap and receive our clients. The kernel's instance limit is
+ *   therefore `maxInstances + 1`: for that moment the closing instance and its replacement both
+ *   exist; the listener itself never lets more than `maxInstances` clients connect.
+ * - A connection is delivered before the next instance is created: a failing `CreateNamedPipeW`
+ *   never takes the connection from the `accept()` it satisfies; it rejects the next `accept()` with
+ *   its own kind (server-side ERROR_PIPE_BUSY: `AddrInUse`, another process holds the instances).
  * - `ERROR_PIPE_CONNECTED` (the client came before `ConnectNamedPipe`) is a connection;
  *   `ERROR_NO_DATA` (the client came and went) is `DisconnectNamedPipe` and re-arm (go-winio #70).
  * - Secure defaults: `PIPE_REJECT_REMOTE_CLIENTS` on every mode combination (RUSTSEC-2023-0001),
@@ -78,6 +90,8 @@ export class PipeServer implements PipeListener {
   #openMode: number;
   #pipeMode: number;
   #maxInstances: number;
+  /** nMaxInstances for CreateNamedPipeW: one above ours (see the module doc); 255 = unlimited. */
+  #instanceLimit: number;
   #pendingInstances: number;
   #bufferSize: number;
   #maxMessageSize: number;
@@ -85,13 +99,15 @@ export class PipeServer implements PipeListener {
   #sddl?: string;
   /** Instances waiting in ConnectNamedPipe. */
   #listening = new Set<Handle>();
-  /** Instances alive: listening, or connected and not yet closed. */
+  /** Instances alive: listening, or connected and not yet closed (a closing one no longer counts). */
   #live = 0;
+  /** Inline connect results not yet handled: a loop, not a recursion through #replenish. */
+  #inline: { handle: Handle; completion: Completion; retries: number }[] = [];
+  #handlingInline = false;
   /** Connect completions still to be handled. */
   #inflight = new Set<Promise<void>>();
   #ready: PipeConn[] = [];
   #waiters: { resolve(conn: PipeConn): void; reject(error: Error): void }[] = [];
-  #error?: Error;
   #closing?: Promise<void>;
   /** False after `unref()`: the listening instances' ConnectNamedPipe keep nothing alive. */
   #ref = true;
@@ -112,6 +128,9 @@ export class PipeServer implements PipeListener {
       "maxInstances",
       path,
     );
+    this.#instanceLimit = this.#maxInstances === PIPE_UNLIMITED_INSTANCES
+      ? PIPE_UNLIMITED_INSTANCES
+      : Math.min(this.#maxInstances + 1, PIPE_UNLIMITED_INSTANCES);
     this.#pendingInstances = Math.min(
       integer(options.pendingInstances, DEFAULT_PENDING_INSTANCES, 1, 255, "pendingInstances", path),
       this.#maxInstances,
@@ -154,7 +173,7 @@ export class PipeServer implements PipeListener {
     try {
       if (this.#sddl !== undefined) assertCanonicalDacl(this.#sddl, path);
     } catch (error) {
-      this.#dispose(handle);
+      closeAssociated(handle); // nothing listens yet: no replacement wanted
       this.#security.free();
       throw error;
     }
@@ -188,7 +207,7 @@ export class PipeServer implements PipeListener {
       this.#wideName,
       openMode,
       this.#pipeMode,
-      this.#maxInstances,
+      this.#instanceLimit,
       this.#bufferSize,
       this.#bufferSize,
       0, // nDefaultTimeOut: 50 ms for WaitNamedPipe(NMPWAIT_USE_DEFAULT_WAIT); never wait forever
@@ -209,10 +228,14 @@ export class PipeServer implements PipeListener {
     return handle;
   }
 
-  /** Keep `pendingInstances` instances listening, within `maxInstances`. */
-  #replenish() {
+  /**
+   * Keep instances listening: `pendingInstances` minus the connections already waiting for
+   * `accept()` (backpressure), within `maxInstances`.
+   * @returns the error that stopped it when creating an instance failed
+   */
+  #replenish(): Error | undefined {
     while (
-      !this.#closing && this.#listening.size < this.#pendingInstances &&
+      !this.#closing && this.#listening.size + this.#ready.length < this.#pendingInstances &&
       // 255 is PIPE_UNLIMITED_INSTANCES: no cap at all, not a cap of 255.
       (this.#maxInstances === PIPE_UNLIMITED_INSTANCES || this.#live < this.#maxInstances)
     ) {
@@ -220,12 +243,14 @@ export class PipeServer implements PipeListener {
       try {
         handle = this.#create(this.#openMode & ~FILE_FLAG_FIRST_PIPE_INSTANCE);
       } catch (error) {
-        // ERROR_PIPE_BUSY: another process holds instances of the name; try again on the next close.
+        // Nothing listens, so waiting accepts would wait for nothing: tell them. With instances still
+        // listening, the next connection or close tries again.
         if (this.#listening.size === 0) this.#fail(error as Error);
-        return;
+        return error as Error;
       }
       this.#arm(handle);
     }
+    return undefined;
   }
 
   /** `ConnectNamedPipe` on an instance; the result is handled at once or when its packet comes. */
@@ -238,8 +263,19 @@ export class PipeServer implements PipeListener {
         this.#inflight.delete(done)
       );
       this.#inflight.add(done);
-    } else {
-      this.#connected(handle, c, retries);
+      return;
+    }
+    // Inline results are queued and handled by the outermost call: #connected → #replenish → #arm
+    // would otherwise recurse once per client that was already waiting.
+    this.#inline.push({ handle, completion: c, retries });
+    if (this.#handlingInline) return;
+    this.#handlingInline = true;
+    try {
+      for (let next = this.#inline.shift(); next; next = this.#inline.shift()) {
+        this.#connected(next.handle, next.completion, next.retries);
+      }
+    } finally {
+      this.#handlingInline = false;
     }
   }
 
@@ -252,13 +288,17 @@ export class PipeServer implements PipeListener {
     }
     if (c.error === 0 || c.error === ERROR_PIPE_CONNECTED) {
       setHandleRef(handle, true); // a connection starts ref'd, whatever its listener
-      this.#replenish(); // the next instance exists before this one is handed off
+      // Deliver first: a failing CreateNamedPipeW must not take this connection from the accept()
+      // it satisfies. The next instance is still created before anyone can use this one (delivery
+      // only resolves a promise).
       this.#deliver(
         new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
+          // Runs just before the instance's CloseHandle: its replacement first, the name kept.
           this.#live--;
           this.#replenish();
         }),
       );
+      this.#replenish();
       return;
     }
     if (c.error === ERROR_NO_DATA && retries < NO_DATA_RETRIES) {
@@ -268,13 +308,14 @@ export class PipeServer implements PipeListener {
       return;
     }
     this.#dispose(handle);
-    this.#replenish();
     if (this.#listening.size === 0) this.#fail(win32Error(c.error, "accept on", this.path));
   }
 
+  /** Close an instance; its replacement (when one is wanted) is created first, so the name is kept. */
   #dispose(handle: Handle) {
-    closeAssociated(handle);
     this.#live--;
+    this.#replenish();
+    closeAssociated(handle);
   }
 
   #deliver(conn: PipeConn) {
@@ -284,7 +325,6 @@ export class PipeServer implements PipeListener {
   }
 
   #fail(error: Error) {
-    this.#error = error;
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
   }
 
@@ -296,11 +336,16 @@ export class PipeServer implements PipeListener {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const conn = this.#ready.shift();
-    if (conn) return Promise.resolve(conn);
+    if (conn) {
+      this.#replenish(); // a waiting slot is free: listen again
+      return Promise.resolve(conn);
+    }
     if (this.#closing) return Promise.reject(closedError("accept on", this.path));
-    if (this.#error && this.#listening.size === 0) {
-      this.#replenish();
-      if (this.#listening.size === 0) return Promise.reject(this.#error);
+    if (this.#listening.size === 0) {
+      // Nothing listens: an instance failed to be created earlier, or maxInstances are all connected.
+      // Try now; only a real failure rejects (with its own error), a full listener just waits.
+      const error = this.#replenish();
+      if (error && this.#listening.size === 0) return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
       const stop = onAbort(signal, () => {
