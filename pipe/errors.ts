@@ -25,6 +25,8 @@ const WIN32: Record<number, Meaning> = {
   5: { kind: Deno.errors.PermissionDenied, text: "access denied" },
   6: { kind: Deno.errors.BadResource, text: "invalid handle" },
   8: { kind: Error, text: "not enough memory" },
+  53: { kind: Deno.errors.NotFound, text: "the network path was not found (no such server)" },
+  67: { kind: Deno.errors.NotFound, text: "the network name was not found" },
   87: { kind: TypeError, text: "invalid parameter" },
   109: { kind: Deno.errors.BrokenPipe, text: "the pipe has been ended" },
   121: { kind: Deno.errors.TimedOut, text: "timed out" },
@@ -40,8 +42,22 @@ const WIN32: Record<number, Meaning> = {
   995: { kind: Deno.errors.Interrupted, text: "the operation was cancelled" },
   1117: { kind: Error, text: "I/O device error" },
   1314: { kind: Deno.errors.PermissionDenied, text: "a required privilege is not held" },
+  1326: { kind: Deno.errors.PermissionDenied, text: "the server refused our logon (user name or password)" },
   1336: { kind: TypeError, text: "invalid security descriptor" },
   1338: { kind: TypeError, text: "invalid security descriptor" },
+  1816: { kind: Deno.errors.Busy, text: "not enough quota: too many operations at once, try again later" },
+};
+
+/**
+ * Codes that mean something else for a server creating an instance (`CreateNamedPipeW`): there
+ * ERROR_PIPE_BUSY says the name already has every instance its limit allows, some created by another
+ * process of ours, not that a server is busy.
+ */
+const WIN32_CREATE_PIPE: Record<number, Meaning> = {
+  231: {
+    kind: Deno.errors.AddrInUse,
+    text: "the name already has all the instances it allows (another process holds some)",
+  },
 };
 
 /** errno values (Linux numbering) the POSIX backend meets. */
@@ -89,7 +105,8 @@ function build(
  * @param name the pipe path, quoted in the message
  */
 export function win32Error(code: number, action: string, name: string): NativeError {
-  return build(WIN32, "Windows", code, action, name);
+  const table = action === "create named pipe" && code in WIN32_CREATE_PIPE ? WIN32_CREATE_PIPE : WIN32;
+  return build(table, "Windows", code, action, name);
 }
 
 /** Turn an errno into a typed error; see {@linkcode win32Error}. */

@@ -4,7 +4,7 @@
  * the completion port is gone once nothing is open. Windows (or Wine) only.
  */
 import assert from "node:assert/strict";
-import { connect, listen, openHandleCount } from "../mod.ts";
+import { connect, listen, openHandleCount, type PipeConn } from "../mod.ts";
 import { pattern, serve, uniqueName, within } from "./_pipes.ts";
 
 const ignore = Deno.build.os !== "windows";
@@ -60,5 +60,75 @@ Deno.test({
     }
     assert.equal(openHandleCount(), before);
     if (before === 0) assert.equal(portStats().open, false);
+  },
+});
+
+Deno.test({
+  name:
+    "a CreateNamedPipeW failing mid-run leaves the connection to its accept(); the next accept() gets the error",
+  ignore,
+  async fn() {
+    const k32 = await import("../ffi/kernel32.ts");
+    const { wide } = await import("../ffi/win32_strings.ts");
+    const k = k32.kernel32();
+    const before = openHandleCount();
+    const listener = listen({ name: uniqueName("createfail"), maxInstances: 3, pendingInstances: 1 });
+    const name = wide(listener.path);
+    // Another program of the same user (our DACL lets it add instances) fills the name's instance limit.
+    const intruders: bigint[] = [];
+    while (intruders.length < 300) {
+      const h = k.CreateNamedPipeW(
+        name,
+        (k32.PIPE_ACCESS_DUPLEX | k32.FILE_FLAG_OVERLAPPED) >>> 0,
+        k32.PIPE_TYPE_MESSAGE | k32.PIPE_READMODE_MESSAGE,
+        k32.PIPE_UNLIMITED_INSTANCES,
+        4096,
+        4096,
+        0,
+        null,
+      );
+      if (h === k32.INVALID_HANDLE_VALUE) {
+        assert.equal(k.GetLastError(), k32.ERROR_PIPE_BUSY);
+        break;
+      }
+      intruders.push(BigInt(h));
+    }
+    const clients: PipeConn[] = [];
+    try {
+      assert.ok(intruders.length >= 1 && intruders.length < 300, `${intruders.length} intruding instances`);
+      const accepting = listener.accept();
+      // Clients land on any listening instance, ours or the intruder's: one more than the intruder's
+      // instances makes sure one reaches ours, whose replacement then cannot be created.
+      for (let i = 0; i <= intruders.length; i++) {
+        const client = await connect({ name: listener.path, timeout: 5000 });
+        await client.writeMessage(pattern(1, i));
+        clients.push(client);
+      }
+      const conn = await within(accepting, 5000, "the accept the connection satisfies");
+      const [index] = (await within(conn.readMessage(), 5000, "the message"))!;
+      assert.ok(index <= intruders.length);
+      await conn.writeMessage(pattern(2));
+      assert.deepEqual(await within(clients[index].readMessage(), 5000, "the reply"), pattern(2));
+      // The failure shows on the next accept, with its own kind: the name's limit is reached.
+      const error = await listener.accept().then(() => undefined, (e) => e);
+      assert.ok(error instanceof Deno.errors.AddrInUse, `${error}`);
+      assert.equal((error as { code?: number }).code, k32.ERROR_PIPE_BUSY);
+      // Once the other program lets go, the listener listens again.
+      for (const h of intruders.splice(0)) k.CloseHandle(h);
+      const next = listener.accept();
+      await using late = await connect({ name: listener.path, timeout: 5000 });
+      await using served = await within(next, 5000, "an accept after the failure");
+      await late.writeMessage(pattern(3));
+      assert.deepEqual(await within(served.readMessage(), 5000, "the late client's message"), pattern(3));
+      await conn.close();
+    } finally {
+      for (const h of intruders) k.CloseHandle(h);
+      for (const client of clients) await client.close();
+      await listener.close();
+    }
+    // The drain loop may be waiting for its fairness turn (a 0 ms timer) before it ends and closes
+    // the port: let that turn come before counting.
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(openHandleCount(), before);
   },
 });
