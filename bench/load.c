@@ -14,6 +14,10 @@
  * -m: message mode (SOCK_SEQPACKET; PIPE_READMODE_MESSAGE). Without it the server is a byte stream
  * and the client reads until the expected number of bytes arrived, so one request is still one
  * round trip. Prints one line: "ok mode=rtt clients=16 ops=N seconds=S rate=R mbps=M".
+ *
+ * A server that stops serving is reported, not waited for: a client that has not completed one
+ * round trip STALL_SECONDS after the measurement, or a pipe whose every instance stays busy that
+ * long (Windows), ends the run with "stalled ..." and exit status 3.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +42,8 @@ typedef int conn_t;
 #define RESPONSE_BYTES 58
 #define BULK_BYTES 65536
 #define MAX_CLIENTS 64
+#define STALL_SECONDS 5
+#define EXIT_STALLED 3
 
 static const char *path;
 static int message_mode;
@@ -60,7 +66,7 @@ static void sleep_ms(int ms) { Sleep(ms); }
 static int file_exists(const char *p) { return GetFileAttributesA(p) != INVALID_FILE_ATTRIBUTES; }
 
 static conn_t open_conn(void) {
-  double deadline = now() + 5;
+  double deadline = now() + STALL_SECONDS;
   for (;;) {
     HANDLE h = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING, 0, NULL);
     if (h != INVALID_HANDLE_VALUE) {
@@ -69,6 +75,11 @@ static conn_t open_conn(void) {
       return h;
     }
     DWORD err = GetLastError();
+    if (now() > deadline && err == ERROR_PIPE_BUSY) {
+      printf("stalled: every instance of %s stayed busy for %d s\n", path, STALL_SECONDS);
+      fflush(stdout);
+      exit(EXIT_STALLED);
+    }
     if (now() > deadline) {
       fprintf(stderr, "load: cannot open %s: error %lu\n", path, err);
       exit(1);
@@ -272,6 +283,19 @@ int main(int argc, char **argv) {
   sleep_ms((int)(duration * 1000));
   long after = total_ops(clients);
   double seconds = now() - t0;
+  /* A client still at 0 round trips is given STALL_SECONDS more; then the server has stalled. */
+  for (double give_up = now() + STALL_SECONDS;;) {
+    int idle_clients = 0;
+    for (int i = 0; i < clients; i++) idle_clients += __atomic_load_n(&workers[i].ops, __ATOMIC_RELAXED) == 0;
+    if (!idle_clients) break;
+    if (now() > give_up) {
+      printf("stalled: %d of %d clients completed no round trip in %.1f s\n", idle_clients, clients,
+             warmup + seconds + STALL_SECONDS);
+      fflush(stdout);
+      exit(EXIT_STALLED); /* the stuck threads go with the process */
+    }
+    sleep_ms(50);
+  }
   stop = 1;
   for (int i = 0; i < clients; i++) join_thread(threads[i]);
   long ops = after - before;

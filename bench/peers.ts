@@ -23,7 +23,16 @@ export interface Peer {
   message: boolean;
   /** The server's command line for an address (socket path or `\\.\pipe\NAME`) and a mode. */
   argv(address: string, mode: ServerMode): string[];
+  /**
+   * Known to serve only a few clients at once: also measured with {@linkcode FEW_CLIENTS} clients
+   * (reported under the table), and with `--quick` only with one client, since every stalled figure
+   * costs the load generator's stall bound.
+   */
+  fewClients?: boolean;
 }
+
+/** The extra client count for peers with `fewClients`: one more than Deno's four pipe instances. */
+export const FEW_CLIENTS = 5;
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const script = (name: string) => `${ROOT}/bench/servers/${name}`;
@@ -57,6 +66,14 @@ export function linuxPeers(tools: LinuxTools): Peer[] {
       argv: (address, mode) => [deno, "run", "-A", script("deno_unix_server.ts"), address, mode],
     },
   ];
+  peers.push({
+    id: "linux-deno-node",
+    label: "Deno `node:net`, Unix socket (stream)",
+    platform: "linux",
+    baseline: false,
+    message: false,
+    argv: (address, mode) => [deno, "run", "-A", script("node_server.mjs"), address, mode],
+  });
   if (tools.node) {
     peers.push({
       id: "linux-node",
@@ -101,6 +118,23 @@ export function winePeers(tools: WineTools, wine: string): Peer[] {
         "run",
         "-A",
         winePath(script("namedpipe_server.ts")),
+        address,
+        mode,
+      ],
+    },
+    {
+      id: "wine-deno-node",
+      label: "Deno `node:net`, pipe (byte mode)",
+      platform: "wine",
+      baseline: false,
+      message: false,
+      fewClients: true,
+      argv: (address, mode) => [
+        wine,
+        tools.deno.exe,
+        "run",
+        "-A",
+        winePath(script("node_server.mjs")),
         address,
         mode,
       ],

@@ -131,6 +131,8 @@ export async function waitForLine(proc: Spawned, pattern: RegExp, timeoutMs: num
       // Not created yet.
     }
     if (pattern.test(text)) return;
+    const stalled = text.match(/^stalled.*$/m);
+    if (stalled) throw new Stalled(`${what}: ${stalled[0]}`);
     if (state.exited) {
       throw new Error(`${what} exited (code ${state.exited.code}) before it was ready:\n${tail(proc.log)}`);
     }
@@ -151,9 +153,17 @@ export async function finish(proc: Spawned, timeoutMs: number, what: string): Pr
     await kill(proc);
     throw new Error(`${what} did not finish within ${timeoutMs / 1000} s:\n${tail(proc.log)}`);
   }
-  const ok = Deno.readTextFileSync(proc.log).split("\n").findLast((l) => l.startsWith("ok "));
+  const lines = Deno.readTextFileSync(proc.log).split("\n");
+  const stalled = lines.find((l) => l.startsWith("stalled"));
+  if (stalled) throw new Stalled(`${what}: ${stalled}`);
+  const ok = lines.findLast((l) => l.startsWith("ok "));
   if (!status.success || !ok) throw new Error(`${what} failed (exit ${status.code}):\n${tail(proc.log)}`);
   return ok;
+}
+
+/** The load generator gave up on a server that stopped serving (its "stalled" line). */
+export class Stalled extends Error {
+  override name = "Stalled";
 }
 
 /** The pids of the wineserver serving `prefix` (its environment names the prefix). */

@@ -7,7 +7,7 @@
  */
 import type { Peer, Platform } from "./peers.ts";
 
-export type Metric = "rtt1" | "rtt16" | "thr" | "conn" | "rss";
+export type Metric = "rtt1" | "rtt16" | "thr" | "conn" | "rss" | "rttFew";
 export type Placement = "pinned" | "unpinned";
 
 /** One figure of one run. */
@@ -36,6 +36,7 @@ function metricTitle(metric: Metric, clients: number, idle: number): string {
     thr: "64 KiB echo, MB/s",
     conn: "connects/s",
     rss: `RSS with ${idle.toLocaleString("en-US")} idle, MiB`,
+    rttFew: "round trips/s",
   }[metric];
 }
 
@@ -79,8 +80,9 @@ function cell(
 ) {
   const { values, ratios } = figure(results, placement, peer, baseline, metric);
   if (!values.length) {
-    const failed = [metric, "server"] as const;
-    return failed.some((what) => results.errors.has(errorKey(placement, peer.id, what))) ? "failed" : "–";
+    const error = results.errors.get(errorKey(placement, peer.id, metric)) ??
+      results.errors.get(errorKey(placement, peer.id, "server"));
+    return error === undefined ? "–" : error.startsWith("stalls") ? "stalls" : "failed";
   }
   let text = format(median(values));
   if (values.length > 1) text += ` (${format(Math.min(...values))}–${format(Math.max(...values))})`;
@@ -88,13 +90,18 @@ function cell(
   return text;
 }
 
+/** The peers a user would pick instead of namedpipe: neither a C server nor namedpipe itself. */
+function isAlternative(peer: Peer): boolean {
+  return !peer.baseline && !peer.id.endsWith("-namedpipe") && !peer.id.includes("-c-");
+}
+
 /**
- * The issue's targets for namedpipe, from the medians: at least 0.8x the C server's round trips
- * (1 and 16 clients), at least 0.9x its throughput, and ahead of Node on every figure.
+ * The targets for namedpipe, from the medians: at least 0.8x the C server's round trips (1 and 16
+ * clients), at least 0.9x its throughput, and at least the best alternative peer on every figure
+ * (Node, Deno; for memory: at most).
  */
 function targets(results: Results, placement: Placement, mine: Peer[], baseline: Peer | undefined): string {
   const namedpipe = mine.find((p) => p.id.endsWith("-namedpipe"));
-  const node = mine.find((p) => p.id.endsWith("-node"));
   if (!namedpipe) return "";
   const mark = (ok: boolean) => ok ? "✓" : "✗";
   const names = { rtt1: "1 client", rtt16: "16 clients", thr: "64 KiB", conn: "connects", rss: "memory" };
@@ -106,45 +113,96 @@ function targets(results: Results, placement: Placement, mine: Peer[], baseline:
     // Three digits: 0.797 must not read as a met 0.80.
     return [`${names[metric]} ${ratio.toFixed(3)}× (goal ${goals[metric]}) ${mark(ratio >= goals[metric])}`];
   });
-  const ahead = !node ? [] : (["rtt1", "rtt16", "thr", "conn", "rss"] as const).flatMap((metric) => {
+  const ahead = (["rtt1", "rtt16", "thr", "conn", "rss"] as const).flatMap((metric) => {
     const ours = figure(results, placement, namedpipe, baseline, metric).values;
-    const theirs = figure(results, placement, node, baseline, metric).values;
-    if (!ours.length || !theirs.length) return [];
-    // Memory: less is ahead.
-    const better = metric === "rss" ? median(ours) <= median(theirs) : median(ours) >= median(theirs);
-    return [`${names[metric]} ${mark(better)}`];
+    if (!ours.length) return [];
+    // Memory: less is better.
+    const best = bestAlternative(results, placement, mine, metric);
+    if (!best) return [];
+    const ok = metric === "rss" ? median(ours) <= best.value : median(ours) >= best.value;
+    return [`${names[metric]} ${(median(ours) / best.value).toFixed(2)}× of ${best.peer.label} ${mark(ok)}`];
   });
   const lines = [
     ...(ofC.length ? [`- against C: ${ofC.join(", ")}`] : []),
-    ...(ahead.length ? [`- ahead of Node: ${ahead.join(", ")}`] : []),
+    ...(ahead.length ? [`- against the best alternative (medians): ${ahead.join("; ")}`] : []),
   ];
   return lines.length ? ["namedpipe targets:", "", ...lines].join("\n") : "";
 }
 
-/** One Markdown table for a platform and a placement. */
+/** The best alternative's median of a figure (more, or for memory less, is better). */
+function bestAlternative(results: Results, placement: Placement, mine: Peer[], metric: Metric) {
+  let best: { peer: Peer; value: number } | null = null;
+  for (const peer of mine.filter(isAlternative)) {
+    const values = figure(results, placement, peer, undefined, metric).values;
+    if (!values.length) continue;
+    const value = median(values);
+    if (!best || (metric === "rss" ? value < best.value : value > best.value)) best = { peer, value };
+  }
+  return best;
+}
+
+/**
+ * One Markdown table for a platform: a column per figure and placement, side by side. namedpipe's
+ * cells also carry the ratio of its median to the best alternative's (for memory, higher is more).
+ */
 export function table(
   results: Results,
   peers: Peer[],
   platform: Platform,
-  placement: Placement,
-  settings: { clients: number; idle: number },
+  placements: Placement[],
+  settings: { clients: number; idle: number; few: number },
 ): string {
   const mine = peers.filter((p) => p.platform === platform);
   const baseline = mine.find((p) => p.baseline);
   const metrics: Metric[] = ["rtt1", "rtt16", "thr", "conn", "rss"];
+  const columns = metrics.flatMap((metric) => placements.map((placement) => ({ metric, placement })));
+  const ourCell = (p: Peer, metric: Metric, placement: Placement) => {
+    const text = cell(results, placement, p, baseline, metric);
+    const values = figure(results, placement, p, baseline, metric).values;
+    const best = bestAlternative(results, placement, mine, metric);
+    if (!p.id.endsWith("-namedpipe") || !values.length || !best) return text;
+    return `${text}, ${(median(values) / best.value).toFixed(2)}× best`;
+  };
   const rows = [
-    `| server | ${metrics.map((m) => metricTitle(m, settings.clients, settings.idle)).join(" | ")} |`,
-    `|---|${metrics.map(() => "---:").join("|")}|`,
+    `| server | ${
+      columns.map(({ metric, placement }) =>
+        `${metricTitle(metric, settings.clients, settings.idle)}, ${placement}`
+      ).join(" | ")
+    } |`,
+    `|---|${columns.map(() => "---:").join("|")}|`,
     ...mine.map((p) =>
-      `| ${p.label} | ${metrics.map((m) => cell(results, placement, p, baseline, m)).join(" | ")} |`
+      `| ${p.label} | ${columns.map(({ metric, placement }) => ourCell(p, metric, placement)).join(" | ")} |`
     ),
   ];
+  const notes = placements.map((placement) => notesFor(results, mine, baseline, placement, settings));
+  return [...rows, ...notes.flatMap((n) => n ? ["", n] : [])].join("\n");
+}
+
+/** Under the table, per placement: the few-clients figures, the targets and what failed. */
+function notesFor(
+  results: Results,
+  mine: Peer[],
+  baseline: Peer | undefined,
+  placement: Placement,
+  settings: { few: number },
+): string {
   const errors = mine.flatMap((p) =>
     [...results.errors].filter(([key]) => key.startsWith(errorKey(placement, p.id, "" as Metric))).map(
       ([key, error]) =>
-        `- ${p.label}, ${key.split(" ")[2]} failed: ${error.split("\n").slice(0, 6).join(" ⏎ ")}`,
+        `- ${p.label}, ${key.split(" ")[2]}${error.startsWith("stalls") ? ":" : " failed:"} ${
+          error.split("\n").slice(0, 6).join(" ⏎ ")
+        }`,
     )
   );
+  const few = mine.filter((p) => p.fewClients).map((p) => {
+    const text = cell(results, placement, p, baseline, "rttFew");
+    return `- ${p.label} with ${settings.few} clients: ${text}${text === "stalls" ? "" : " round trips/s"}`;
+  });
   const goals = targets(results, placement, mine, baseline);
-  return [...rows, ...(goals ? ["", goals] : []), ...(errors.length ? ["", ...errors] : [])].join("\n");
+  const body = [
+    ...(few.length ? [few.join("\n")] : []),
+    ...(goals ? [goals] : []),
+    ...(errors.length ? [errors.join("\n")] : []),
+  ];
+  return body.length ? [`**${placement}**`, "", body.join("\n\n")].join("\n") : "";
 }

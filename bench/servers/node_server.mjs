@@ -2,9 +2,10 @@
  * The Node.js peer of `deno task bench`: `net.createServer` on a Unix socket (Linux) or on
  * `\\.\pipe\NAME` (Node.js for Windows). Both are byte streams, so the round trip is framed by
  * length: every 64 bytes received are answered with the 58-byte default response (reply), or
- * every chunk is written back as it arrives (echo).
+ * every chunk is written back as it arrives (echo). The same script is the Deno `node:net` peer.
  *
  *   node node_server.mjs PATH reply|echo
+ *   deno run -A node_server.mjs PATH reply|echo
  *
  * @module
  */
