@@ -35,7 +35,7 @@ const BYTE_CHUNK = 64 * 1024;
 export class PosixConn implements PipeConn {
   readonly path: string;
   readonly mode: PipeMode;
-  readonly peerPid: number;
+  #peerPid?: number;
   #fd: number;
   #registration: Registration;
   #maxMessageSize: number;
@@ -70,7 +70,15 @@ export class PosixConn implements PipeConn {
       onClose?.();
       throw error;
     }
-    this.peerPid = peerPid(fd);
+  }
+
+  /** `SO_PEERCRED`, asked once on first use (0 once closed unasked, as on Windows). */
+  get peerPid(): number {
+    if (this.#peerPid === undefined) {
+      if (this.closed) return 0;
+      this.#peerPid = peerPid(this.#fd);
+    }
+    return this.#peerPid;
   }
 
   get readable(): ReadableStream<Uint8Array> {
@@ -318,7 +326,7 @@ export class PosixConn implements PipeConn {
   /** Close the socket. Data already sent stays readable by the peer. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    poller.unregister(this.#registration);
+    poller.unregister(this.#registration, true);
     closeFd(this.#fd);
     this.#onClose?.();
     await poller.idle();

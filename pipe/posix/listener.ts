@@ -63,7 +63,14 @@ import {
   removePrivateDirectory,
   removeStalePrivateDirectories,
 } from "./private_dir.ts";
-import { closeFd, configureSocket, openSocket, socketAddress, statPath } from "./socket.ts";
+import {
+  type AcceptedSetup,
+  closeFd,
+  configureSocket,
+  openSocket,
+  socketAddress,
+  statPath,
+} from "./socket.ts";
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_PENDING_INSTANCES,
@@ -108,6 +115,8 @@ export class PosixListener implements PipeListener {
   #replacedStale: boolean;
   /** The name's lock (`name_lock.ts`), held until close. */
   #lock: number;
+  /** Learnt from the first accepted socket, so later ones skip the send-buffer check. */
+  #accepted: AcceptedSetup = {};
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
@@ -220,6 +229,7 @@ export class PosixListener implements PipeListener {
           this.#options.bufferSize,
           this.path,
           "accept on",
+          this.#accepted,
         );
       } catch (error) {
         closeFd(fd);

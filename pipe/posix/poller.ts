@@ -148,13 +148,14 @@ class Poller {
 
   /**
    * Remove a socket before its descriptor is closed, waking its waiters (they see `closed`).
-   * Does not close the descriptor.
+   * Does not close the descriptor. `closing`: the caller closes it right after, which removes it
+   * from the epoll set (the engine never duplicates a descriptor), so `EPOLL_CTL_DEL` is skipped.
    */
-  unregister(registration: Registration): void {
+  unregister(registration: Registration, closing = false): void {
     if (registration.closed) return;
     registration.closed = true;
     this.#sockets.delete(registration.token);
-    libc().epoll_ctl(this.#epfd, EPOLL_CTL_DEL, registration.fd, epollEvent(0, 0));
+    if (!closing) libc().epoll_ctl(this.#epfd, EPOLL_CTL_DEL, registration.fd, epollEvent(0, 0));
     this.#wakeAll(registration, registration.readers);
     this.#wakeAll(registration, registration.writers);
     // Nothing else waits: end the blocked epoll_wait now.

@@ -103,11 +103,26 @@ function getInt(fd: number, name: number): number {
 }
 
 /**
+ * What a listener learnt from the first socket it accepted: every accepted socket starts with the
+ * same defaults, so the send-buffer check (one `getsockopt`) is done once, not per connection.
+ */
+export interface AcceptedSetup {
+  /**
+   * What the first accepted socket's send buffer needed: nothing (its default fits the largest
+   * message), `SO_SNDBUF`, or `SO_SNDBUFFORCE` (beyond `net.core.wmem_max`).
+   */
+  sendBuffer?: "fits" | typeof SO_SNDBUF | typeof SO_SNDBUFFORCE;
+}
+
+/**
  * Prepare a socket for a connection: credentials on every message (message mode: tells an empty
  * message from end of stream), and a send buffer that fits the largest message. `bufferSize` can
  * raise the socket buffers, never shrink them.
  * A `SOCK_SEQPACKET` message must fit the sender's `SO_SNDBUF` whole (`EMSGSIZE` otherwise); the
  * kernel caps the value at `net.core.wmem_max` unless the process may use `SO_SNDBUFFORCE`.
+ * `accepted`: the socket came from `accept4` on a listener configured by this function, so it
+ * inherited `SO_PASSCRED` (the kernel copies it from the listening socket), and the listener's
+ * record saves the send-buffer check after the first connection.
  */
 export function configureSocket(
   fd: number,
@@ -116,16 +131,31 @@ export function configureSocket(
   bufferSize: number | undefined,
   path: string,
   action: string,
+  accepted?: AcceptedSetup,
 ): void {
   if (mode === "message") {
-    const code = setInt(fd, SO_PASSCRED, 1);
-    if (code) throw errnoError(code, action, path);
-    const wanted = Math.min(Math.max(bufferSize ?? 0, maxMessageSize + SNDBUF_SLACK), MAX_SNDBUF);
-    // The kernel doubles the value it is given and keeps half for bookkeeping.
-    if (getInt(fd, SO_SNDBUF) < wanted + SNDBUF_SLACK) {
-      setInt(fd, SO_SNDBUF, wanted);
-      if (getInt(fd, SO_SNDBUF) < wanted) setInt(fd, SO_SNDBUFFORCE, wanted);
+    if (!accepted) {
+      const code = setInt(fd, SO_PASSCRED, 1);
+      if (code) throw errnoError(code, action, path);
     }
+    const wanted = Math.min(Math.max(bufferSize ?? 0, maxMessageSize + SNDBUF_SLACK), MAX_SNDBUF);
+    const learnt = accepted?.sendBuffer;
+    if (learnt === "fits") return;
+    if (learnt !== undefined) {
+      setInt(fd, learnt, wanted);
+      return;
+    }
+    // The kernel doubles the value it is given and keeps half for bookkeeping.
+    let needed: AcceptedSetup["sendBuffer"] = "fits";
+    if (getInt(fd, SO_SNDBUF) < wanted + SNDBUF_SLACK) {
+      needed = SO_SNDBUF;
+      setInt(fd, SO_SNDBUF, wanted);
+      // Without the privilege for SO_SNDBUFFORCE, the capped SO_SNDBUF is the best there is.
+      if (getInt(fd, SO_SNDBUF) < wanted && setInt(fd, SO_SNDBUFFORCE, wanted) === 0) {
+        needed = SO_SNDBUFFORCE;
+      }
+    }
+    if (accepted) accepted.sendBuffer = needed;
   } else if (bufferSize !== undefined) {
     // A hint that only raises the defaults: Windows' 4096-byte default would starve a stream here.
     const wanted = Math.min(bufferSize, MAX_SNDBUF);
