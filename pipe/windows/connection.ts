@@ -44,8 +44,14 @@ import type { Handle } from "./handles.ts";
 
 const log = logger("windows");
 
-/** Read buffer: 64 KiB (tokio, libuv), so a small message never arrives in pieces. */
-const READ_SIZE = 64 * 1024;
+/**
+ * The read buffer starts small and grows (to the next power of two, at most 64 KiB like tokio's and
+ * libuv's) only when a message or a byte-mode read did not fit: every idle connection keeps one
+ * pending read, and 1,000 of them with 64 KiB each held 64 MiB. Longer messages take the
+ * `ERROR_MORE_DATA` path either way.
+ */
+const FIRST_READ = 4 * 1024;
+const MAX_READ = 64 * 1024;
 /** Writes at most this small are copied: V8 may keep tiny typed arrays on its moving heap. */
 const COPY_BELOW = 256;
 const EMPTY = new Uint8Array(new ArrayBuffer(1)).subarray(0, 0);
@@ -138,7 +144,14 @@ export class PipeConnection implements PipeConn {
   }
 
   #readBuffer(): Uint8Array {
-    return this.#buffer ??= new Uint8Array(new ArrayBuffer(READ_SIZE));
+    return this.#buffer ??= new Uint8Array(new ArrayBuffer(FIRST_READ));
+  }
+
+  /** After a read that did not fit: a buffer for `size` bytes next time (no read is pending now). */
+  #grow(size: number): void {
+    const length = this.#buffer?.length ?? 0;
+    if (size <= length || length >= MAX_READ) return;
+    this.#buffer = new Uint8Array(new ArrayBuffer(Math.min(MAX_READ, 2 ** Math.ceil(Math.log2(size)))));
   }
 
   /** One `ReadFile` of up to `size` bytes into `buffer` at `offset`. */
@@ -164,13 +177,15 @@ export class PipeConnection implements PipeConn {
   async #readMessage(signal: AbortSignal | undefined): Promise<Uint8Array | null> {
     if (this.#closing) throw closedError("read from", this.path);
     const buffer = this.#readBuffer();
-    let c = await this.#readInto(buffer, 0, READ_SIZE, signal);
+    let c = await this.#readInto(buffer, 0, buffer.length, signal);
     if (c.error === 0) {
+      // Byte mode: a full buffer says more was waiting.
+      if (c.bytes === buffer.length) this.#grow(2 * buffer.length);
       return c.bytes > this.#maxMessageSize ? this.#tooLarge(c.bytes) : buffer.slice(0, c.bytes);
     }
     if (c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error, signal);
-    // The message is longer than 64 KiB: size the rest with PeekNamedPipe and read it straight into
-    // one array of the exact size.
+    // The message is longer than the buffer: size the rest with PeekNamedPipe and read it straight
+    // into one array of the exact size.
     let whole = new Uint8Array(0);
     let have = 0;
     const append = (chunk: Uint8Array) => {
@@ -198,12 +213,13 @@ export class PipeConnection implements PipeConn {
         c = await this.#readInto(whole, have, whole.length - have, undefined);
         if (c.error === 0 || c.error === ERROR_MORE_DATA) have += c.bytes;
       } else {
-        c = await this.#readInto(buffer, 0, READ_SIZE, undefined);
+        c = await this.#readInto(buffer, 0, buffer.length, undefined);
         if (c.error === 0 || c.error === ERROR_MORE_DATA) append(buffer.subarray(0, c.bytes));
       }
       if (have > this.#maxMessageSize) return this.#tooLarge(have);
     }
     if (c.error !== 0) return this.#failedRead(c.error, undefined);
+    this.#grow(have);
     return whole.length === have ? whole : whole.slice(0, have);
   }
 
@@ -251,9 +267,12 @@ export class PipeConnection implements PipeConn {
       if (this.#closing) throw closedError("read from", this.path);
       if (p.length === 0) return 0;
       const buffer = this.#readBuffer();
-      const c = await this.#readInto(buffer, 0, Math.min(p.length, READ_SIZE), signal);
+      const c = await this.#readInto(buffer, 0, Math.min(p.length, buffer.length), signal);
       // In message mode ERROR_MORE_DATA just means the rest of this message comes next read.
       if (c.error !== 0 && c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error, signal);
+      if (c.bytes === buffer.length && p.length > buffer.length) {
+        this.#grow(Math.min(p.length, 2 * buffer.length));
+      }
       // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
       if (c.bytes === 0 && c.error === 0 && this.mode === "message") return null;
       p.set(buffer.subarray(0, c.bytes));

@@ -1,0 +1,39 @@
+/**
+ * What an idle connection costs: every served connection keeps one read pending, and the buffer of
+ * that read must not be a full 64 KiB (1,000 idle clients held 64 MiB of read buffers that way).
+ * Counted as V8's external memory, where every ArrayBuffer's backing store is accounted.
+ */
+import assert from "node:assert/strict";
+import { connect } from "../mod.ts";
+import { pattern, serve, uniqueName, within } from "./_pipes.ts";
+
+const CLIENTS = 200;
+/** Per idle connection, everything the engine allocates outside the JS heap (buffers). */
+const MAX_EXTERNAL_PER_CONNECTION = 16 * 1024;
+
+Deno.test("an idle connection's pending read holds a small buffer, not 64 KiB", async () => {
+  await using server = serve({ name: uniqueName("idle-memory") });
+  const clients = [];
+  try {
+    // One connection first, so the engine's one-time allocations are not counted.
+    clients.push(await connect({ name: server.listener.path, timeout: 10_000 }));
+    await clients[0].writeMessage(pattern(64));
+    await within(clients[0].readMessage(), 5000, "the first echo");
+    const before = Deno.memoryUsage().external;
+    for (let i = 1; i <= CLIENTS; i++) {
+      const client = await connect({ name: server.listener.path, timeout: 10_000 });
+      clients.push(client);
+      // One round trip: the server has read once and waits in its next read.
+      await client.writeMessage(pattern(64, i));
+      assert.deepEqual(await within(client.readMessage(), 5000, `client ${i}'s echo`), pattern(64, i));
+    }
+    const perConnection = (Deno.memoryUsage().external - before) / CLIENTS;
+    assert.ok(
+      perConnection < MAX_EXTERNAL_PER_CONNECTION,
+      `${CLIENTS} idle connections hold ${Math.round(perConnection)} bytes of external memory each ` +
+        `(at most ${MAX_EXTERNAL_PER_CONNECTION})`,
+    );
+  } finally {
+    for (const client of clients) await client.close();
+  }
+});
