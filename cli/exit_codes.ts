@@ -79,10 +79,14 @@ export function exitCodeFor(error: unknown): ExitCode {
   return ExitCode.Internal;
 }
 
-/** The library's two size errors: `exceeds maxMessageSize`, and `EMSGSIZE` (`message too long (90)`). */
+/**
+ * The library's two size errors: `exceeds maxMessageSize`, and `EMSGSIZE` (code 90: the message does
+ * not fit the socket's send buffer).
+ */
 function isMessageTooLarge(error: RangeError): boolean {
   return isLibrarySentence(error) &&
-    /: (message of .* exceeds maxMessageSize|message too long)/.test(error.message);
+    /: (message of .* (exceeds maxMessageSize|does not fit the socket's send buffer)|message too long)/
+      .test(error.message);
 }
 
 /**
