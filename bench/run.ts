@@ -24,6 +24,7 @@ import {
   waitForLine,
   wineserverPids,
 } from "./procs.ts";
+import { relayBench } from "./relay.ts";
 import { errorKey, type Metric, type Placement, type Results, table } from "./report.ts";
 import {
   BENCH_CACHE,
@@ -406,7 +407,17 @@ async function main(args: string[]): Promise<number> {
       }
     }
     if (interrupted) return 130;
-    const report = render(ctx, peers, await describeMachine(wine, linux), notes, started, args);
+    // The relay rows (bench/relay.ts): Linux only, whatever --peers says.
+    const relay = settings.platforms.includes("linux")
+      ? await relayBench({
+        ...settings,
+        load: linux.load,
+        seqpacketServer: linux.seqpacketServer,
+        tmp: ctx.tmp,
+      })
+      : "";
+    const report = render(ctx, peers, await describeMachine(wine, linux), notes, started, args) +
+      (relay && `\n${relay}`);
     Deno.writeTextFileSync(settings.out, report);
     // Formatted like the rest of the repository, so `deno fmt --check` passes on the committed file.
     await new Deno.Command(Deno.execPath(), {

@@ -59,7 +59,10 @@ export function exitCodeFor(error: unknown): ExitCode {
   // A missing Deno permission may arrive wrapped (e.g. "Cannot open libc.so.6") as the cause.
   if (deniedByDeno(error)) return ExitCode.AccessDenied;
   if (error instanceof UsageError) return ExitCode.Usage;
-  if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.TimedOut) {
+  if (
+    error instanceof Deno.errors.NotFound || error instanceof Deno.errors.TimedOut ||
+    error instanceof Deno.errors.ConnectionRefused // relay: nothing listens on tcp:HOST:PORT
+  ) {
     return ExitCode.NotFound;
   }
   if (error instanceof Deno.errors.PermissionDenied) return ExitCode.AccessDenied;

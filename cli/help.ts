@@ -14,6 +14,8 @@ Examples:
   namedpipe send --name Echo hello     send "hello" to \\\\.\\pipe\\Echo
   printf 'one\\ntwo\\n' | namedpipe send -   send each line, print each reply
   namedpipe list                       the pipes that exist (never connects to them)
+  namedpipe relay tcp-listen:2375 pipe:docker_engine
+                                       publish a pipe on loopback TCP (see relay --help)
   namedpipe wait --timeout 5000 Echo   exit 0 once \\\\.\\pipe\\Echo can take a client, 3 if it cannot
 
 Run "namedpipe <command> --help" for every option of a command.
@@ -97,6 +99,47 @@ Examples:
 Nothing is connected to: the server sees no client. Windows: WaitNamedPipe (an instance is free);
 Linux: a socket listens at the pipe's path with room in its backlog.
 Exit 0 when the pipe is ready, 3 when the timeout passed first.
+
+${EXIT_CODES_HELP}
+`;
+
+/** After `namedpipe relay --help`. */
+export const RELAY_EXAMPLES = `
+Endpoints (socat-style; options after commas):
+  -                         stdin and stdout
+  pipe:NAME                 connect to \\\\.\\pipe\\NAME (Linux: the socket of that name);
+                            ,mode=byte|message (default byte) ,max-message-size=B
+  pipe-listen:NAME          serve the pipe: one relay per client, until Ctrl+C; ,mode= ,max-instances=N
+                            ,security=user|everyone (default user: you and SYSTEM) ,sddl=SDDL
+                            ,buffer-size=B ,max-message-size=B
+  tcp:HOST:PORT             connect over TCP ([::1]:PORT for IPv6)
+  tcp-listen:[HOST:]PORT    accept TCP connections; on 127.0.0.1 unless HOST is given
+  unix:PATH                 connect to a Unix socket; ,mode=message for SOCK_SEQPACKET (Linux)
+  unix-listen:PATH          accept on a Unix socket; ,mode= ,security=user|everyone
+
+Examples:
+  socat UNIX-LISTEN:/tmp/ssh-agent.sock,fork EXEC:"namedpipe.exe relay - pipe:openssh-ssh-agent"
+                            WSL: the Windows OpenSSH agent for Linux ssh (npiperelay's job)
+  namedpipe relay tcp-listen:2375 pipe:docker_engine
+                            Docker from a TCP tool: DOCKER_HOST=tcp://127.0.0.1:2375
+  namedpipe relay pipe-listen:myservice unix:/run/myservice.sock
+                            a Unix-socket service published as a pipe only you (and SYSTEM) may open
+  namedpipe relay --wait - pipe:myservice
+                            stdin/stdout to a pipe, waiting for its server to start
+
+End of stream (--eof): when one side ends,
+  auto        (default) pass it on as a half-close where the other side can carry one, else close
+              both sides: a byte-mode pipe on Windows has no half-close
+  half-close  pass it on (sockets: shutdown; message pipes: a zero-length message; -: stdout closed)
+              and relay the other way until it ends too
+  close       close both sides at once (npiperelay -ep -ei)
+--linger MS ends the other direction at most MS after the first end (socat -t). A zero-length
+message read from a message pipe is its end of stream (--empty-message eof, the default; it is what
+a half-close sends) or is relayed as a message (--empty-message pass).
+
+One line is logged per relayed connection: the peer, bytes each way, the duration.
+Exit: 0 when both sides ended (a listener: when stopped), 6 when the relay broke (a side was
+killed or reset), 3 when an endpoint to connect to is not there.
 
 ${EXIT_CODES_HELP}
 `;

@@ -16,10 +16,19 @@ import denoJson from "../deno.json" with { type: "json" };
 import { HELLO_PIPE_NAME } from "../pipe/hello.ts";
 import type { PipeMode, PipeSecurity } from "../pipe/types.ts";
 import { type Encoding, ENCODINGS } from "./encoding.ts";
-import { LIST_EXAMPLES, MAIN_EXAMPLES, SEND_EXAMPLES, SERVE_EXAMPLES, WAIT_EXAMPLES } from "./help.ts";
+import {
+  LIST_EXAMPLES,
+  MAIN_EXAMPLES,
+  RELAY_EXAMPLES,
+  SEND_EXAMPLES,
+  SERVE_EXAMPLES,
+  WAIT_EXAMPLES,
+} from "./help.ts";
 import { deniedByDeno, ExitCode, exitCodeFor, UsageError } from "./exit_codes.ts";
 import { LOG_FORMATS, type LogFormat, ROOT_CATEGORY, setupLogging, type Verbosity } from "./logging.ts";
 import { list } from "./list.ts";
+import { relayCommand } from "./relay.ts";
+import type { EmptyMessage, EndOfStream } from "../pipe/relay.ts";
 import { integerOption, nonEmptyOption } from "./options.ts";
 import { send } from "./send.ts";
 import { serve } from "./serve.ts";
@@ -82,6 +91,15 @@ interface SendFlags extends LoggingFlags {
 
 interface ListFlags extends LoggingFlags {
   json?: boolean;
+}
+
+interface RelayFlags extends LoggingFlags {
+  eof: EndOfStream;
+  emptyMessage: EmptyMessage;
+  linger?: number;
+  timeout: number;
+  wait?: boolean;
+  once?: boolean;
 }
 
 interface WaitFlags extends LoggingFlags {
@@ -217,6 +235,48 @@ function buildProgram(): Command {
     if (found.length === 0 && words.length > 0) {
       throw new Deno.errors.NotFound(`No pipe matches "${words.join(" ")}"`);
     }
+  });
+
+  const relayCommandLine = program.command("relay")
+    .description("Copy bytes (or messages) both ways between two endpoints: pipes, TCP, Unix sockets, stdio.")
+    .argument(
+      "<from>",
+      "an endpoint: -, pipe:NAME, pipe-listen:NAME, tcp:HOST:PORT, tcp-listen:[HOST:]PORT, ...",
+    )
+    .argument("<to>", "the other endpoint")
+    .addOption(
+      new Option("--eof <rule>", "what one side's end of stream does: auto, half-close or close")
+        .choices(["auto", "half-close", "close"]).default("auto"),
+    )
+    .addOption(
+      new Option("--empty-message <meaning>", "a zero-length message read: eof (a half-close) or pass")
+        .choices(["eof", "pass"]).default("eof"),
+    )
+    .addOption(
+      new Option("--linger <ms>", "after the first end of stream, close both sides within this long")
+        .argParser(integerOption(0, 24 * 3600 * 1000)),
+    )
+    .addOption(
+      new Option("-t, --timeout <ms>", "wait this long for a missing or busy pipe or Unix socket")
+        .default(5000).argParser(integerOption(0, 24 * 3600 * 1000)),
+    )
+    .addOption(new Option("--wait", "wait for pipe: endpoints to appear, without limit").conflicts("timeout"))
+    .option("--once", "with a -listen endpoint: relay one connection, then exit")
+    .addHelpText("after", RELAY_EXAMPLES);
+  addLoggingOptions(relayCommandLine).action(async (from: string, to: string, flags: RelayFlags) => {
+    await startLogging(flags);
+    using stop = stopSignals();
+    await relayCommand({
+      from,
+      to,
+      eof: flags.eof,
+      emptyMessage: flags.emptyMessage,
+      linger: flags.linger,
+      timeout: flags.timeout,
+      wait: flags.wait,
+      once: flags.once,
+      signal: stop.signal,
+    });
   });
 
   const waitCommand = program.command("wait")
