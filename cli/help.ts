@@ -114,8 +114,8 @@ Endpoints (socat-style; options after commas):
                             ,buffer-size=B ,max-message-size=B
   tcp:HOST:PORT             connect over TCP ([::1]:PORT for IPv6)
   tcp-listen:[HOST:]PORT    accept TCP connections; on 127.0.0.1 unless HOST is given
-  unix:PATH                 connect to a Unix socket; ,mode=message for SOCK_SEQPACKET (Linux)
-  unix-listen:PATH          accept on a Unix socket; ,mode= ,security=user|everyone
+  unix:PATH                 connect to a Unix socket (not on Windows); ,mode=message for SOCK_SEQPACKET
+  unix-listen:PATH          accept on a Unix socket (not on Windows); ,mode= ,security=user|everyone
 
 Examples:
   socat UNIX-LISTEN:/tmp/ssh-agent.sock,fork EXEC:"namedpipe.exe relay - pipe:openssh-ssh-agent"

@@ -85,6 +85,14 @@ export async function relayCommand(options: RelayCommandOptions): Promise<RelayS
   if (from.kind === "stdio" && to.kind === "stdio") {
     throw new UsageError("Only one endpoint may be - (stdio)");
   }
+  for (const endpoint of [from, to]) {
+    if (endpoint.kind.startsWith("unix") && Deno.build.os === "windows") {
+      // The library's names are pipes there, and Deno has no AF_UNIX sockets on Windows.
+      throw new Deno.errors.NotSupported(
+        `Cannot use "${endpoint.text}": Unix sockets are not available on Windows`,
+      );
+    }
+  }
   const listening = isListening(to) ? to : isListening(from) ? from : undefined;
   const target = listening === to ? from : to;
   const summary: RelaySummary = { connections: 0, failed: 0 };
@@ -225,11 +233,6 @@ async function open(endpoint: Endpoint, options: RelayCommandOptions): Promise<O
     }
     case "unix": {
       const path = absolute(endpoint.path);
-      if (Deno.build.os === "windows") {
-        if (endpoint.mode !== "byte") throw new UsageError("Unix sockets carry messages on Linux only");
-        const conn = await Deno.connect({ transport: "unix", path });
-        return { end: denoConnEnd(conn), peer: `unix:${path}` };
-      }
       const conn = await connect({ name: path, mode: endpoint.mode, timeout });
       return { end: pipeRelayEnd(conn), peer: withPid(`unix:${path}`, conn.peerPid) };
     }
@@ -258,10 +261,6 @@ async function startListening(endpoint: Endpoint): Promise<Acceptor> {
     }
     case "unix-listen": {
       const path = absolute(endpoint.path);
-      if (Deno.build.os === "windows") {
-        if (endpoint.mode !== "byte") throw new UsageError("Unix sockets carry messages on Linux only");
-        return denoAcceptor(Deno.listen({ transport: "unix", path }), `unix:${path}`);
-      }
       const listener = listen({ name: path, mode: endpoint.mode, security: endpoint.security });
       return pipeAcceptor(listener, "unix:");
     }
