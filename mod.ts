@@ -22,6 +22,8 @@
  * @module
  */
 export { connect, listen, listPipes, openHandleCount, pipePath, waitForPipe } from "./pipe/mod.ts";
+export { pipeRelayEnd, relay } from "./pipe/relay.ts";
+export type { EmptyMessage, EndOfStream, RelayEnd, RelayOptions, RelayResult } from "./pipe/relay.ts";
 export type {
   ConnectOptions,
   ListenOptions,
