@@ -26,9 +26,13 @@ export { pipeRelayEnd, relay } from "./pipe/relay.ts";
 export type { EmptyMessage, EndOfStream, RelayEnd, RelayOptions, RelayResult } from "./pipe/relay.ts";
 export type {
   ConnectOptions,
+  IntegrityLevel,
   ListenOptions,
   ListOptions,
   OperationOptions,
+  PeerGroup,
+  PeerIdentity,
+  PeerUser,
   PipeConn,
   PipeDescription,
   PipeInfo,

@@ -61,9 +61,14 @@ Examples:
                                            send stdin's bytes as one message, write the reply's bytes
   namedpipe send --server HOST --name HelloWorld
                                            Windows: a pipe on another machine (if it allows it)
+  namedpipe send --server-user nobody      also trust a server run by "nobody" (or a SID / DOMAIN\\user)
   reply=$(namedpipe send --timeout 500) || echo "exit $?"
 
 Replies go to stdout, one line each (raw: the bytes as they are); diagnostics go to stderr.
+
+Before sending anything, send checks who serves the name: the server must run as you or as
+root/SYSTEM/Administrators, since anyone may create a name first. Otherwise it exits 4 naming the
+user that holds it; --server-user USER or --trust-any-server widen the check.
 
 ${EXIT_CODES_HELP}
 `;

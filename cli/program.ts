@@ -87,6 +87,8 @@ interface SendFlags extends LoggingFlags {
   encoding: Encoding;
   count: number;
   maxMessageSize?: number;
+  serverUser?: string;
+  trustAnyServer?: boolean;
 }
 
 interface ListFlags extends LoggingFlags {
@@ -199,6 +201,13 @@ function buildProgram(): Command {
       new Option("--max-message-size <bytes>", "largest reply accepted (default 1 MiB)")
         .argParser(integerOption(1, GIB)),
     )
+    .addOption(
+      new Option(
+        "--server-user <user>",
+        "also trust a server run by this user (by default only this user, root/SYSTEM/Administrators)",
+      ).argParser(nonEmptyOption("user")).conflicts("trustAnyServer"),
+    )
+    .option("--trust-any-server", "send to whoever serves the name, without checking its user")
     .addHelpText("after", SEND_EXAMPLES);
   addLoggingOptions(sendCommand).action(async (words: string[], flags: SendFlags) => {
     await startLogging(flags);
@@ -218,6 +227,8 @@ function buildProgram(): Command {
       lines,
       count: flags.count,
       maxMessageSize: flags.maxMessageSize,
+      serverUser: flags.serverUser,
+      trustAnyServer: flags.trustAnyServer,
     });
   });
 
@@ -337,6 +348,10 @@ function hintFor(error: unknown, code: ExitCode): string | undefined {
         ? "The server is busy (every instance taken, see --max-instances): try again, or raise --timeout."
         : 'Is the server running? Start one with "namedpipe serve --name NAME", or raise --timeout.';
     case ExitCode.AccessDenied:
+      if (error instanceof Error && /nothing was sent/.test(error.message)) {
+        return "Another user holds this name and may be impersonating your server: if you trust it, " +
+          "pass --server-user USER (or --trust-any-server).";
+      }
       return "The pipe's security does not let this user in: run as the server's user, or start the " +
         "server with --sddl granting access.";
     case ExitCode.NameInUse:

@@ -41,6 +41,10 @@ export interface SendOptions {
   count?: number;
   /** Largest reply accepted. */
   maxMessageSize?: number;
+  /** Also trust a server running as this user (see `ConnectOptions.serverUser`). */
+  serverUser?: string;
+  /** Send to whoever serves the name, without checking its user. */
+  trustAnyServer?: boolean;
   /** Where messages come from with `lines` or `raw`. Default `Deno.stdin.readable`. */
   stdin?: ReadableStream<Uint8Array>;
   /** Where replies go. Default `Deno.stdout`. */
@@ -61,6 +65,7 @@ export interface SendSummary {
  * @throws {Deno.errors.NotFound} when no server appeared within the timeout
  * @throws {Deno.errors.TimedOut} when every instance stayed busy
  * @throws {Deno.errors.BrokenPipe} when the server hung up before replying
+ * @throws {Deno.errors.PermissionDenied} when another user serves the name (nothing is sent)
  * @throws {UsageError} for malformed hex input (before connecting)
  */
 export async function send(options: SendOptions = {}): Promise<SendSummary> {
@@ -82,12 +87,15 @@ export async function send(options: SendOptions = {}): Promise<SendSummary> {
     mode: options.mode ?? "message",
     timeout: options.timeout ?? 5000,
     maxMessageSize: options.maxMessageSize,
+    serverUser: options.serverUser,
+    trustAnyServer: options.trustAnyServer,
   });
   const summary: SendSummary = { messages: 0, bytesSent: 0, bytesReceived: 0 };
   try {
-    log.debug("The named pipe, {path}, is connected (server pid {pid}).", {
+    log.debug("The named pipe, {path}, is connected (server pid {pid}, user {user}).", {
       path: conn.path,
       pid: conn.peerPid,
+      user: conn.peer?.user.name ?? "unknown",
     });
     const exchange = async (request: Uint8Array) => {
       const reply = await roundTrip(conn, request, encoding);

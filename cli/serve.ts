@@ -163,7 +163,7 @@ interface ClientContext {
 /** The seed's conversation with one client, repeated until it hangs up; never throws. */
 async function handleClient(conn: PipeConn, client: number, context: ClientContext): Promise<void> {
   const { summary } = context;
-  log.info("Client is connected.", { client, pid: conn.peerPid });
+  log.info("Client is connected: pid {pid}, user {user}", { client, ...peerFields(conn) });
   try {
     while (true) {
       const request = await conn.readMessage();
@@ -210,6 +210,21 @@ async function handleClient(conn: PipeConn, client: number, context: ClientConte
       log.warn("Cannot close the client's pipe: {error}", { client, error: messageOf(error) })
     );
   }
+}
+
+/**
+ * Who connected, as log properties: `pid` and `user` (the name) for the line, and for JSON logs the
+ * account's `sid` or `uid`/`gid`, and on Windows `sessionId`, `elevated` and `integrityLevel`.
+ */
+export function peerFields(conn: PipeConn): Record<string, unknown> {
+  const peer = conn.peer;
+  if (!peer) return { pid: conn.peerPid, user: "unknown" };
+  const { name, ...account } = peer.user;
+  const fields: Record<string, unknown> = { pid: peer.pid, user: name, ...account };
+  if (peer.sessionId !== undefined) fields.sessionId = peer.sessionId;
+  if (peer.elevated !== undefined) fields.elevated = peer.elevated;
+  if (peer.integrityLevel !== undefined) fields.integrityLevel = peer.integrityLevel;
+  return fields;
 }
 
 /** Close every connected client and wait for their handlers, within a bound. */

@@ -186,6 +186,33 @@ const kernel32Symbols = {
     ],
     result: "i32", // BOOL
   },
+  GetCurrentThread: {
+    parameters: [],
+    result: "usize", // HANDLE (the pseudo-handle -2)
+  },
+  /** Windows Vista. */
+  GetNamedPipeClientSessionId: {
+    parameters: [
+      "usize", // HANDLE Pipe
+      "buffer", // PULONG ClientSessionId
+    ],
+    result: "i32", // BOOL
+  },
+  /** Windows Vista. */
+  GetNamedPipeServerSessionId: {
+    parameters: [
+      "usize", // HANDLE Pipe
+      "buffer", // PULONG ServerSessionId
+    ],
+    result: "i32", // BOOL
+  },
+  TerminateProcess: {
+    parameters: [
+      "usize", // HANDLE hProcess
+      "u32", // UINT uExitCode
+    ],
+    result: "i32", // BOOL
+  },
   LocalFree: {
     parameters: ["usize"], // HLOCAL hMem
     result: "usize", // HLOCAL
@@ -215,6 +242,55 @@ const advapi32Symbols = {
     parameters: [
       "usize", // PSID Sid
       "buffer", // LPWSTR *StringSid
+    ],
+    result: "i32", // BOOL
+  },
+  /** Windows XP (advapi32). */
+  ImpersonateNamedPipeClient: {
+    parameters: ["usize"], // HANDLE hNamedPipe
+    result: "i32", // BOOL
+  },
+  RevertToSelf: {
+    parameters: [],
+    result: "i32", // BOOL
+  },
+  OpenThreadToken: {
+    parameters: [
+      "usize", // HANDLE ThreadHandle
+      "u32", // DWORD DesiredAccess
+      "i32", // BOOL OpenAsSelf
+      "buffer", // PHANDLE TokenHandle
+    ],
+    result: "i32", // BOOL
+  },
+  LookupAccountSidW: {
+    parameters: [
+      "buffer", // LPCWSTR lpSystemName (NULL: this machine)
+      "usize", // PSID Sid
+      "buffer", // LPWSTR Name
+      "buffer", // LPDWORD cchName
+      "buffer", // LPWSTR ReferencedDomainName
+      "buffer", // LPDWORD cchReferencedDomainName
+      "buffer", // PSID_NAME_USE peUse
+    ],
+    result: "i32", // BOOL
+  },
+  LookupAccountNameW: {
+    parameters: [
+      "buffer", // LPCWSTR lpSystemName (NULL: this machine)
+      "buffer", // LPCWSTR lpAccountName
+      "buffer", // PSID Sid
+      "buffer", // LPDWORD cbSid
+      "buffer", // LPWSTR ReferencedDomainName
+      "buffer", // LPDWORD cchReferencedDomainName
+      "buffer", // PSID_NAME_USE peUse
+    ],
+    result: "i32", // BOOL
+  },
+  ConvertStringSidToSidW: {
+    parameters: [
+      "buffer", // LPCWSTR StringSid
+      "buffer", // PSID *Sid (LocalFree)
     ],
     result: "i32", // BOOL
   },
@@ -385,6 +461,14 @@ export const FILE_SKIP_COMPLETION_PORT_ON_SUCCESS = 0x1;
 // Tokens and security descriptors
 export const TOKEN_QUERY = 0x0008;
 export const TOKEN_USER = 1; // TOKEN_INFORMATION_CLASS TokenUser
+export const TOKEN_GROUPS = 2; // TokenGroups
+export const TOKEN_ELEVATION = 20; // TokenElevation
+export const TOKEN_INTEGRITY_LEVEL = 25; // TokenIntegrityLevel
+/** The `GetCurrentThread()` pseudo-handle, (HANDLE)-2. */
+export const CURRENT_THREAD = 0xffff_ffff_ffff_fffen;
+// SID_AND_ATTRIBUTES.Attributes of a group
+export const SE_GROUP_ENABLED = 0x4;
+export const SE_GROUP_USE_FOR_DENY_ONLY = 0x10;
 export const SDDL_REVISION_1 = 1;
 export const SECURITY_DESCRIPTOR_REVISION = 1;
 export const SECURITY_DESCRIPTOR_MIN_LENGTH = 40; // x64
@@ -412,6 +496,9 @@ export const ERROR_OPERATION_ABORTED = 995;
 export const ERROR_IO_PENDING = 997;
 export const ERROR_HANDLES_CLOSED = 676;
 export const ERROR_NOT_FOUND = 1168;
+export const ERROR_NONE_MAPPED = 1332;
+export const ERROR_CANT_OPEN_ANONYMOUS = 1347;
+export const ERROR_CANNOT_IMPERSONATE = 1368;
 
 // NTSTATUS values read from OVERLAPPED.Internal
 export const STATUS_SUCCESS = 0;

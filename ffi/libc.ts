@@ -197,9 +197,66 @@ const symbols = {
     ],
     result: "i32",
   },
+  chown: {
+    parameters: [
+      "buffer", // const char *pathname
+      "u32", // uid_t owner ((uid_t)-1: unchanged)
+      "u32", // gid_t group
+    ],
+    result: "i32",
+  },
   geteuid: {
     parameters: [],
     result: "u32", // uid_t
+  },
+  getpwuid_r: {
+    parameters: [
+      "u32", // uid_t uid
+      "buffer", // struct passwd *pwd
+      "buffer", // char *buf
+      "usize", // size_t buflen
+      "buffer", // struct passwd **result
+    ],
+    result: "i32", // int (an errno value, 0 also when not found)
+  },
+  getpwnam_r: {
+    parameters: [
+      "buffer", // const char *name
+      "buffer", // struct passwd *pwd
+      "buffer", // char *buf
+      "usize", // size_t buflen
+      "buffer", // struct passwd **result
+    ],
+    result: "i32", // int (an errno value, 0 also when not found)
+  },
+  getgrnam_r: {
+    parameters: [
+      "buffer", // const char *name
+      "buffer", // struct group *grp
+      "buffer", // char *buf
+      "usize", // size_t buflen
+      "buffer", // struct group **result
+    ],
+    result: "i32", // int (an errno value, 0 also when not found)
+  },
+  getgrgid_r: {
+    parameters: [
+      "u32", // gid_t gid
+      "buffer", // struct group *grp
+      "buffer", // char *buf
+      "usize", // size_t buflen
+      "buffer", // struct group **result
+    ],
+    result: "i32", // int (an errno value, 0 also when not found)
+  },
+  getgrouplist: {
+    parameters: [
+      "buffer", // const char *user
+      "u32", // gid_t group
+      "buffer", // gid_t *groups
+      "buffer", // int *ngroups
+    ],
+    result: "i32", // int (-1 when *ngroups was too small; it then holds the count)
   },
   mkdtemp: {
     parameters: [
@@ -400,6 +457,12 @@ export const ECONNRESET = 104;
 export const ENOBUFS = 105;
 export const ENOTCONN = 107;
 export const ECONNREFUSED = 111;
+export const ERANGE = 34;
+
+/** `struct passwd`: where `pw_name`, `pw_uid` and `pw_gid` sit (LP64). */
+export const PASSWD = { size: 48, name: 0, uid: 16, gid: 20 };
+/** `struct group`: where `gr_name` and `gr_gid` sit (LP64). */
+export const GROUP = { size: 32, name: 0, gid: 16 };
 
 /** `struct epoll_event` is packed on x86_64 (12 bytes) and naturally aligned elsewhere (16). */
 export const EPOLL_EVENT_SIZE = Deno.build.arch === "x86_64" ? 12 : 16;

@@ -21,6 +21,75 @@ export type PipeMode = "message" | "byte";
  */
 export type PipeSecurity = "user" | "everyone" | { sddl: string };
 
+/**
+ * The account on the other end of a connection.
+ * - Windows: `sid` (`S-1-5-21-…`) and `name` (`DOMAIN\alice`, from `LookupAccountSidW`).
+ * - POSIX: `uid`, `gid` and `name` (from `getpwuid_r`).
+ */
+export interface PeerUser {
+  /** `DOMAIN\name` on Windows, the user name on POSIX; the SID or uid as text when no name is known. */
+  readonly name: string;
+  /** Windows: the account's SID as a string. */
+  readonly sid?: string;
+  /** POSIX: the user id. */
+  readonly uid?: number;
+  /** POSIX: the primary group id. */
+  readonly gid?: number;
+}
+
+/** A group the peer's account belongs to: a SID on Windows, a group id on POSIX. */
+export interface PeerGroup {
+  /** Windows: the group's SID. */
+  readonly sid?: string;
+  /** POSIX: the group id. */
+  readonly gid?: number;
+}
+
+/**
+ * A token's mandatory integrity level (Windows): the RID of its `S-1-16-…` label, named; `"unknown"`
+ * for a RID in between.
+ */
+export type IntegrityLevel =
+  | "untrusted"
+  | "low"
+  | "medium"
+  | "medium-plus"
+  | "high"
+  | "system"
+  | "protected"
+  | "unknown";
+
+/**
+ * Who is on the other end of a connection, read once by the operating system's account, not by
+ * anything the peer says.
+ *
+ * On the server side it describes the client: Windows reads the client's token
+ * (`ImpersonateNamedPipeClient` → `OpenThreadToken` → `GetTokenInformation` → `RevertToSelf`, all on
+ * the JS thread) when the connection is accepted, before `accept()` returns it; Linux reads
+ * `SO_PEERCRED` (the credentials the client had when it called `connect`). On the client side it
+ * describes the server: Windows gives the server's pid and session and the pipe's owner (the account
+ * that created the pipe, from `GetSecurityInfo`); Linux gives `SO_PEERCRED` of the listening socket's
+ * creator. It never changes afterwards.
+ */
+export interface PeerIdentity {
+  /** Process id (`GetNamedPipeClientProcessId` / `GetNamedPipeServerProcessId` / `SO_PEERCRED`); 0 if unknown. */
+  readonly pid: number;
+  /** The peer's account (client side on Windows: the pipe's owner). */
+  readonly user: PeerUser;
+  /**
+   * Groups of the account, for authorization: Windows server side, the enabled groups of the
+   * client's token (deny-only groups left out); POSIX, the primary and supplementary groups of the
+   * uid (from the group database, `getgrouplist`). Empty where unknown (Windows client side).
+   */
+  readonly groups: readonly PeerGroup[];
+  /** Windows: the Terminal Services session (`GetNamedPipeClientSessionId` / `…ServerSessionId`). */
+  readonly sessionId?: number;
+  /** Windows server side: whether the client's token is elevated (`TokenElevation`). */
+  readonly elevated?: boolean;
+  /** Windows server side: the client token's integrity level (`TokenIntegrityLevel`). */
+  readonly integrityLevel?: IntegrityLevel;
+}
+
 /** Options of {@linkcode listen}. Every default is the secure one. */
 export interface ListenOptions {
   /** `HelloWorld`, `\\.\pipe\HelloWorld`, or (POSIX) an absolute socket path. */
@@ -81,6 +150,17 @@ export interface ConnectOptions {
   maxMessageSize?: number;
   /** Gives up waiting for the server: `connect()` rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Also trust a server running as this account: a user name (`DOMAIN\name` or a SID on Windows, a
+   * name or numeric uid on POSIX). By default `connect()` checks, before sending anything, that the
+   * server is this user or the system's own (Windows: the pipe's owner is this user, SYSTEM or
+   * Administrators; POSIX: the server's uid is ours or root), and otherwise fails with
+   * `Deno.errors.PermissionDenied` naming who holds the name: in a shared namespace (`\\.\pipe\`,
+   * `/tmp`) anyone may take a name first and receive what clients send.
+   */
+  serverUser?: string;
+  /** Skip the server check described at {@linkcode ConnectOptions.serverUser}. Default false. */
+  trustAnyServer?: boolean;
 }
 
 /** One end of a connected pipe: a server's accepted client, or a client's connection. */
@@ -91,6 +171,13 @@ export interface PipeConn {
   readonly mode: PipeMode;
   /** Process id of the other end (`GetNamedPipeClientProcessId` / `SO_PEERCRED`); 0 if unknown. */
   readonly peerPid: number;
+  /**
+   * Who is on the other end ({@linkcode PeerIdentity}), read before the connection was handed out:
+   * by `accept()` on the server side, by `connect()` on the client side. `null` where the platform
+   * cannot tell: macOS (Deno's Unix sockets give no credentials), and on Windows a client that
+   * connected anonymously (`SECURITY_ANONYMOUS`: its token cannot be opened).
+   */
+  readonly peer: PeerIdentity | null;
   /**
    * Read one whole message. A zero-length message is a real message and resolves to an empty
    * array; end of stream (the peer closed) resolves to `null`.

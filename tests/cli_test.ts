@@ -53,6 +53,11 @@ Deno.test("serve --once and send reproduce the seed: its log lines, its reply, e
     from = at + line.length;
   }
   assert.match(stderr, /Served 1 client\(s\), 1 message\(s\), 56 bytes received, 58 bytes sent; uptime/);
+  const me = await ourIdentity();
+  assert.ok(
+    stderr.includes(`Client is connected: pid `) && stderr.includes(`, user ${me.user.name}\n`),
+    stderr,
+  );
 });
 
 Deno.test("serve --log-format json writes one JSON object a line with the seed's messages", async () => {
@@ -74,7 +79,28 @@ Deno.test("serve --log-format json writes one JSON object a line with the seed's
   const request = records.find((record) => record.message === SEED_REQUEST);
   assert.equal(request.properties.bytes, 56);
   assert.equal(request.properties.client, 1);
+  // Who connected, as fields: the same user as this test's (the client ran as it).
+  const me = await ourIdentity();
+  const connected = records.find((record) => record.message.startsWith("Client is connected: pid "));
+  assert.ok(connected, messages.join("\n"));
+  assert.equal(
+    connected.message,
+    `Client is connected: pid ${connected.properties.pid}, user ${me.user.name}`,
+  );
+  assert.ok(connected.properties.pid > 0);
+  assert.equal(connected.properties.user, me.user.name);
+  assert.equal(connected.properties.sid, me.user.sid);
+  assert.equal(connected.properties.uid, me.user.uid);
 });
+
+/** This process's identity as the library reports it, from a pipe it serves to itself. */
+async function ourIdentity() {
+  await using listener = listen({ name: uniqueName("me") });
+  await using client = await connect({ name: listener.path });
+  await using conn = await listener.accept();
+  assert.ok(conn.peer && client.peer);
+  return conn.peer;
+}
 
 Deno.test("send - sends each stdin line as it arrives and prints each reply", async () => {
   const name = uniqueName("cli");
@@ -316,7 +342,7 @@ Deno.test({
       await using server = await startServer(["--name", name]);
       // An idle client (it waits for stdin) must not hold the server up.
       await using idle = new Cli(["send", "--name", name, "-"], { stdin: true });
-      await server.waitFor("Client is connected.");
+      await server.waitFor("Client is connected:");
       server.child.kill(signal);
       const { code, stderr } = await server.finish();
       assert.equal(code, ExitCode.Ok, stderr);

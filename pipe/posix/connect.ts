@@ -6,6 +6,10 @@
  * 100 ms) until the caller's timeout, like `WaitNamedPipe` on Windows. `signal` ends the wait between
  * attempts (each attempt is a synchronous `connect` on a non-blocking socket).
  *
+ * Before anything is sent, the server's uid (`SO_PEERCRED`) must be ours or root's, or the caller's
+ * `serverUser`; otherwise the socket is closed and `connect()` fails with `PermissionDenied` naming
+ * the server's user. `trustAnyServer: true` skips the check.
+ *
  * @module
  */
 import { EAGAIN, ECONNREFUSED, EINTR, ENOENT, errno, libc } from "../../ffi/libc.ts";
@@ -13,6 +17,7 @@ import { errnoError, pipeError } from "../errors.ts";
 import { checkSignal, sleep } from "../abort.ts";
 import type { ConnectOptions, PipeConn } from "../types.ts";
 import { PosixConn } from "./connection.ts";
+import { checkServer, peerIdentity } from "./identity.ts";
 import { pipePath } from "./path.ts";
 import { poller } from "./poller.ts";
 import { closeFd, configureSocket, openSocket, socketAddress } from "./socket.ts";
@@ -46,7 +51,15 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
       throw error;
     }
     if (code === 0) {
-      const conn = new PosixConn(fd, path, mode, maxMessageSize);
+      // Who serves the name, checked before a byte is sent: anyone may bind a name in /tmp first.
+      const peer = peerIdentity(fd);
+      try {
+        checkServer(peer, options, path);
+      } catch (error) {
+        closeFd(fd);
+        throw error;
+      }
+      const conn = new PosixConn(fd, path, mode, maxMessageSize, undefined, peer);
       // A server in this process takes the connection in before the caller goes on.
       await poller.settle();
       return conn;

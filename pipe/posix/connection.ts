@@ -16,17 +16,10 @@ import { EAGAIN, ECONNRESET, EINTR, EMSGSIZE, ENOTCONN, EPIPE } from "../../ffi/
 import { closedError, errnoError, pipeError } from "../errors.ts";
 import { checkSignal, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
-import type { OperationOptions, PipeConn, PipeMode } from "../types.ts";
+import type { OperationOptions, PeerIdentity, PipeConn, PipeMode } from "../types.ts";
+import { peerIdentity } from "./identity.ts";
 import { poller, type Registration } from "./poller.ts";
-import {
-  closeFd,
-  peerPid,
-  receiveBytes,
-  receiveMessage,
-  sendBufferSize,
-  sendBytes,
-  shutdownWrite,
-} from "./socket.ts";
+import { closeFd, receiveBytes, receiveMessage, sendBufferSize, sendBytes, shutdownWrite } from "./socket.ts";
 
 /** Bytes `readMessage()` takes at once in byte mode, where there are no messages. */
 const BYTE_CHUNK = 64 * 1024;
@@ -35,7 +28,7 @@ const BYTE_CHUNK = 64 * 1024;
 export class PosixConn implements PipeConn {
   readonly path: string;
   readonly mode: PipeMode;
-  #peerPid?: number;
+  #peer?: PeerIdentity | null;
   #fd: number;
   #registration: Registration;
   #maxMessageSize: number;
@@ -56,8 +49,16 @@ export class PosixConn implements PipeConn {
   /**
    * Take ownership of a connected non-blocking socket.
    * @param onClose called once when the connection closes (the listener counts its instances)
+   * @param peer the peer's identity when the caller already read it (else read here)
    */
-  constructor(fd: number, path: string, mode: PipeMode, maxMessageSize: number, onClose?: () => void) {
+  constructor(
+    fd: number,
+    path: string,
+    mode: PipeMode,
+    maxMessageSize: number,
+    onClose?: () => void,
+    peer?: PeerIdentity | null,
+  ) {
     this.#fd = fd;
     this.path = path;
     this.mode = mode;
@@ -70,15 +71,21 @@ export class PosixConn implements PipeConn {
       onClose?.();
       throw error;
     }
+    if (peer !== undefined) this.#peer = peer;
   }
 
-  /** `SO_PEERCRED`, asked once on first use (0 once closed unasked, as on Windows). */
-  get peerPid(): number {
-    if (this.#peerPid === undefined) {
-      if (this.closed) return 0;
-      this.#peerPid = peerPid(this.#fd);
+  /** `SO_PEERCRED` with the user's name and groups, read once on first use (or given by connect). */
+  get peer(): PeerIdentity | null {
+    if (this.#peer === undefined) {
+      if (this.closed) return null;
+      this.#peer = peerIdentity(this.#fd);
     }
-    return this.#peerPid;
+    return this.#peer;
+  }
+
+  /** The peer's pid (`SO_PEERCRED`); 0 once closed unasked, as on Windows. */
+  get peerPid(): number {
+    return this.peer?.pid ?? 0;
   }
 
   get readable(): ReadableStream<Uint8Array> {

@@ -5,7 +5,8 @@
  * private 0700 directory, mode 0600 (0666 for `"everyone"`), hard-linked into place, the file removed
  * on close. Two differences: a stale socket left by a crashed server is refused rather than replaced
  * (telling it from a live one needs a `connect`, which Deno only offers asynchronously, and
- * `listen()` is synchronous), and `peerPid` is 0 (Deno does not expose the peer's credentials).
+ * `listen()` is synchronous), and `peerPid` is 0 and `peer` null (Deno does not expose the peer's
+ * credentials), so a client cannot check who serves the name.
  * It needs `--allow-read` and `--allow-write` for the socket path.
  *
  * Cancellation: Deno cannot cancel one read or write of a `Deno.UnixConn`, so a cancelled `read()` or
@@ -58,6 +59,8 @@ class DenoUnixConn implements PipeConn {
   readonly path: string;
   readonly mode = "byte" as const;
   readonly peerPid = 0;
+  /** Deno's Unix sockets expose no peer credentials. */
+  readonly peer = null;
   #conn: Deno.UnixConn;
   #maxMessageSize: number;
   #closed = false;

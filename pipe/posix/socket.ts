@@ -20,7 +20,6 @@ import {
   SHUT_RDWR,
   SHUT_WR,
   SO_PASSCRED,
-  SO_PEERCRED,
   SO_RCVBUF,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
@@ -167,17 +166,6 @@ export function configureSocket(
 /** The socket's `SO_SNDBUF` as the kernel reports it (already doubled), or -1. */
 export function sendBufferSize(fd: number): number {
   return getInt(fd, SO_SNDBUF);
-}
-
-const credentials = new Uint8Array(12);
-const credentialsView = new DataView(credentials.buffer);
-const credentialsLength = new Uint8Array(4);
-
-/** Process id of the peer (`SO_PEERCRED`), 0 if unknown. */
-export function peerPid(fd: number): number {
-  new DataView(credentialsLength.buffer).setUint32(0, 12, true);
-  if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, credentials, credentialsLength) < 0) return 0;
-  return credentialsView.getInt32(0, true);
 }
 
 /** What {@linkcode receiveMessage} found. */

@@ -7,6 +7,11 @@
  * (`WaitNamedPipeW` would block it, and rejects `\\?\pipe\` names, libuv#3914). `signal` ends that
  * wait between attempts (`CreateFileW` itself does not wait).
  *
+ * Before anything is sent, the pipe's owner (`GetSecurityInfo` on our handle: the account that
+ * created the pipe) must be this user, SYSTEM or Administrators, or the caller's `serverUser`;
+ * otherwise the handle is closed and `connect()` fails with `PermissionDenied` naming the owner.
+ * `trustAnyServer: true` skips the check.
+ *
  * @module
  */
 import {
@@ -28,6 +33,7 @@ import type { ConnectOptions, PipeConn } from "../types.ts";
 import { associate } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
 import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
+import { checkServer, serverIdentity } from "./identity.ts";
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
 import { pipePath } from "./path.ts";
 
@@ -69,7 +75,11 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
     await sleep(Math.min(delay, left), options.signal);
     delay = Math.min(delay * 2, 50);
   }
+  let peer;
   try {
+    // Who holds the name, checked before a byte is sent: anyone may create a pipe name first.
+    peer = serverIdentity(handle, path);
+    checkServer(peer, options, path);
     if (mode === "message") {
       // The server end is PIPE_READMODE_MESSAGE; the client end starts in byte read mode.
       if (!k.SetNamedPipeHandleState(handle, new Uint32Array([PIPE_READMODE_MESSAGE]), null, null)) {
@@ -81,5 +91,5 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
     throw error;
   }
   associate(handle, path); // closes the handle itself if it fails
-  return new PipeConnection(handle, path, mode, "client", maxMessageSize);
+  return new PipeConnection(handle, path, mode, "client", maxMessageSize, undefined, peer);
 }

@@ -31,7 +31,7 @@ import { logger } from "../log.ts";
 import { closedError, pipeError, win32Error } from "../errors.ts";
 import { checkSignal, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
-import type { OperationOptions, PipeConn, PipeMode } from "../types.ts";
+import type { OperationOptions, PeerIdentity, PipeConn, PipeMode } from "../types.ts";
 import {
   cancel,
   closeAssociated,
@@ -72,6 +72,7 @@ function settle(c: Completion | Promise<Completion>): Promise<Completion> {
 export class PipeConnection implements PipeConn {
   readonly path: string;
   readonly mode: PipeMode;
+  readonly peer: PeerIdentity | null;
   #peerPid?: number;
   #handle: Handle;
   #side: Side;
@@ -96,8 +97,11 @@ export class PipeConnection implements PipeConn {
     side: Side,
     maxMessageSize: number,
     beforeClose?: () => void,
+    peer: PeerIdentity | null = null,
   ) {
     this.#handle = handle;
+    this.peer = peer;
+    if (peer?.pid) this.#peerPid = peer.pid;
     this.path = path;
     this.mode = mode;
     this.#side = side;

@@ -74,6 +74,7 @@ import {
 import { PipeConnection } from "./connection.ts";
 import { assertCanonicalDacl } from "./dacl_order.ts";
 import { adopt, type Handle, isValid } from "./handles.ts";
+import { clientIdentity } from "./identity.ts";
 import { pipePath } from "./path.ts";
 import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
 
@@ -291,12 +292,19 @@ export class PipeServer implements PipeListener {
       // Deliver first: a failing CreateNamedPipeW must not take this connection from the accept()
       // it satisfies. The next instance is still created before anyone can use this one (delivery
       // only resolves a promise).
+      // Who the client is, read now: before any data, and while the client is surely connected.
+      const pid = new Uint32Array(1);
+      const peer = clientIdentity(
+        handle,
+        kernel32().GetNamedPipeClientProcessId(handle, pid) ? pid[0] : 0,
+        this.path,
+      );
       this.#deliver(
         new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
           // Runs just before the instance's CloseHandle: its replacement first, the name kept.
           this.#live--;
           this.#replenish();
-        }),
+        }, peer),
       );
       this.#replenish();
       return;
