@@ -21,10 +21,13 @@
  *
  * @module
  */
-export { connect, listen, listPipes, openHandleCount, pipePath, waitForPipe } from "./pipe/mod.ts";
+export { allowOnly, connect, listen, listPipes, openHandleCount, pipePath, waitForPipe } from "./pipe/mod.ts";
 export { pipeRelayEnd, relay } from "./pipe/relay.ts";
 export type { EmptyMessage, EndOfStream, RelayEnd, RelayOptions, RelayResult } from "./pipe/relay.ts";
 export type {
+  Access,
+  AllowList,
+  Authorize,
   ConnectOptions,
   IntegrityLevel,
   ListenOptions,
@@ -39,5 +42,6 @@ export type {
   PipeListener,
   PipeMode,
   PipeSecurity,
+  SecurityPreset,
   WaitOptions,
 } from "./pipe/types.ts";

@@ -37,8 +37,14 @@ Examples:
                                            in full; other signed-in users may connect, read
                                            and write, but not create instances (no 0x4)
 
+  namedpipe serve --allow-group docker-users --allow-user alice
+                                           serve alice and docker-users' members only; refuse
+                                           everyone else (you too) and log who was refused
+
 Security: by default only the current user (and SYSTEM) may open the pipe, and remote clients are
-refused. --allow-everyone reproduces the seed's NULL DACL: anyone may connect. Avoid it.
+refused. --allow-user/--allow-group open it to exactly those (Windows: ACEs in the DACL; Linux: the
+socket's mode and group) and refuse anyone else at connect. --allow-everyone reproduces the seed's
+NULL DACL: anyone may connect. Avoid it. Each client is logged with its pid and user.
 
 Stop with Ctrl+C (SIGINT), SIGTERM, or on Windows Ctrl+Break (SIGBREAK): clients are closed, a
 summary is logged, the exit code is 0.

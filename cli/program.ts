@@ -77,6 +77,8 @@ interface ServeFlags extends LoggingFlags {
   maxMessageSize?: number;
   allowEveryone?: boolean;
   sddl?: string;
+  allowUser: string[];
+  allowGroup: string[];
 }
 
 interface SendFlags extends LoggingFlags {
@@ -106,6 +108,12 @@ interface RelayFlags extends LoggingFlags {
 
 interface WaitFlags extends LoggingFlags {
   timeout: number;
+}
+
+/** A repeatable option's parser: each use adds one non-empty value. */
+function collect(what: string): (value: string, previous: string[]) => string[] {
+  const check = nonEmptyOption(what);
+  return (value, previous) => [...previous, check(value)];
 }
 
 /** Build the command tree; actions throw, and {@linkcode run} maps what they throw to an exit code. */
@@ -147,6 +155,18 @@ function buildProgram(): Command {
       new Option("--allow-everyone", "the seed's NULL DACL: anyone may connect (insecure)").conflicts("sddl"),
     )
     .option("--sddl <sddl>", "Windows security descriptor for the pipe, in SDDL")
+    .addOption(
+      new Option(
+        "--allow-user <user>",
+        "serve only this user (name, DOMAIN\\name, SID or uid; repeatable); refuse everyone else",
+      ).argParser(collect("user")).default([]).conflicts(["allowEveryone", "sddl"]),
+    )
+    .addOption(
+      new Option(
+        "--allow-group <group>",
+        "serve only members of this group (name, SID or gid; repeatable); refuse everyone else",
+      ).argParser(collect("group")).default([]).conflicts(["allowEveryone", "sddl"]),
+    )
     .addHelpText("after", SERVE_EXAMPLES);
   addLoggingOptions(serveCommand).action(async (flags: ServeFlags) => {
     await startLogging(flags);
@@ -166,6 +186,8 @@ function buildProgram(): Command {
       bufferSize: flags.bufferSize,
       maxMessageSize: flags.maxMessageSize,
       security,
+      allowUsers: flags.allowUser,
+      allowGroups: flags.allowGroup,
       signal: stop.signal,
     });
   });
@@ -360,5 +382,10 @@ function hintFor(error: unknown, code: ExitCode): string | undefined {
       return (error as Error).message.includes("maxMessageSize")
         ? "Raise --max-message-size to accept larger replies."
         : "The message does not fit the pipe's send buffer (Linux: net.core.wmem_max): send less at once.";
+    case ExitCode.ConnectionLost:
+      return error instanceof Error && /closed the pipe/.test(error.message)
+        ? "The server hung up without replying: it may not serve this user (see its log, " +
+          "serve --allow-user/--allow-group)."
+        : undefined;
   }
 }

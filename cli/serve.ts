@@ -14,9 +14,9 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { listen } from "../pipe/mod.ts";
+import { allowOnly, listen } from "../pipe/mod.ts";
 import { defaultResponse, encodeUtf16le, formatHello, HELLO_PIPE_NAME } from "../pipe/hello.ts";
-import type { PipeConn, PipeListener, PipeMode, PipeSecurity } from "../pipe/types.ts";
+import type { Authorize, PipeConn, PipeListener, PipeMode, PipeSecurity } from "../pipe/types.ts";
 import { ROOT_CATEGORY } from "./logging.ts";
 
 const log = getLogger([ROOT_CATEGORY, "serve"]);
@@ -39,6 +39,14 @@ export interface ServeOptions {
   maxMessageSize?: number;
   /** Default `"user"`: the current user and SYSTEM only. */
   security?: PipeSecurity;
+  /**
+   * Serve exactly these users (names, SIDs or uids) and members of `allowGroups`: the pipe is opened
+   * to them and everyone else is refused at connect, this user included unless listed. Replaces
+   * `security`.
+   */
+  allowUsers?: string[];
+  /** Groups whose members may connect (names, SIDs or gids); see `allowUsers`. */
+  allowGroups?: string[];
   /** Stops the server: pending accepts are cancelled and connected clients closed. */
   signal?: AbortSignal;
 }
@@ -70,7 +78,15 @@ const CLOSE_GRACE_MS = 2000;
 export async function serve(options: ServeOptions = {}): Promise<ServeSummary> {
   const { once = false, echo = false, signal } = options;
   const response = options.response === undefined ? defaultResponse() : encodeUtf16le(options.response);
-  const security = options.security ?? "user";
+  let security = options.security ?? "user";
+  let authorize: Authorize | undefined;
+  const users = options.allowUsers ?? [], groups = options.allowGroups ?? [];
+  if (users.length + groups.length > 0) {
+    ({ security, authorize } = allowOnly({ users, groups }));
+    log.info("Only these may connect: {allowed}", {
+      allowed: [...users.map((u) => `user ${u}`), ...groups.map((g) => `group ${g}`)].join(", "),
+    });
+  }
   if (security === "everyone") {
     log.warn(
       "--allow-everyone: like the seed's pipe, every user and process on this machine may connect, " +
@@ -86,6 +102,7 @@ export async function serve(options: ServeOptions = {}): Promise<ServeSummary> {
     bufferSize: options.bufferSize ?? 4096,
     maxMessageSize: options.maxMessageSize,
     security,
+    authorize,
   });
   const started = performance.now();
   const summary: ServeSummary = { clients: 0, messages: 0, bytesReceived: 0, bytesSent: 0, uptimeMs: 0 };

@@ -206,6 +206,14 @@ const kernel32Symbols = {
     ],
     result: "i32", // BOOL
   },
+  OpenProcess: {
+    parameters: [
+      "u32", // DWORD dwDesiredAccess
+      "i32", // BOOL bInheritHandle
+      "u32", // DWORD dwProcessId
+    ],
+    result: "usize", // HANDLE (NULL on failure)
+  },
   TerminateProcess: {
     parameters: [
       "usize", // HANDLE hProcess
@@ -460,8 +468,10 @@ export const FILE_SKIP_COMPLETION_PORT_ON_SUCCESS = 0x1;
 
 // Tokens and security descriptors
 export const TOKEN_QUERY = 0x0008;
+export const PROCESS_QUERY_LIMITED_INFORMATION = 0x1000; // Windows Vista
 export const TOKEN_USER = 1; // TOKEN_INFORMATION_CLASS TokenUser
 export const TOKEN_GROUPS = 2; // TokenGroups
+export const TOKEN_OWNER = 4; // TokenOwner: the owner of objects the token creates
 export const TOKEN_ELEVATION = 20; // TokenElevation
 export const TOKEN_INTEGRITY_LEVEL = 25; // TokenIntegrityLevel
 /** The `GetCurrentThread()` pseudo-handle, (HANDLE)-2. */

@@ -11,6 +11,6 @@
 import { getLogger, type Logger } from "npm:@logtape/logtape@^2.4.2";
 
 /** The logger of one part of the library: `["namedpipe", part]`. */
-export function logger(part: "windows" | "posix"): Logger {
+export function logger(part: "windows" | "posix" | "access"): Logger {
   return getLogger(["namedpipe", part]);
 }

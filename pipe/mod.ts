@@ -7,6 +7,8 @@
 import * as posix from "./posix/mod.ts";
 import * as windows from "./windows/mod.ts";
 import type {
+  Access,
+  AllowList,
   ConnectOptions,
   ListenOptions,
   ListOptions,
@@ -79,4 +81,21 @@ export function listPipes(options: ListOptions = {}): Promise<PipeInfo[]> {
  */
 export function waitForPipe(options: WaitOptions): Promise<void> {
   return backend.waitForPipe(options);
+}
+
+/**
+ * Let exactly these users and groups use a server: spread the result into `listen()`'s options.
+ * Its `security` opens the pipe to them (Windows: their ACEs in the DACL; Linux: the socket's mode
+ * and group), and its `authorize` refuses everyone else at connect, the server's own user included
+ * unless listed.
+ * @param list user and group names (or SIDs, uids, gids)
+ * @returns `{ security, authorize }`
+ * @throws {Deno.errors.NotFound} for a name no account has
+ * @example
+ * ```ts
+ * const server = listen({ name: "Docker", ...allowOnly({ groups: ["docker-users"] }) });
+ * ```
+ */
+export function allowOnly(list: AllowList): Access {
+  return backend.allowOnly(list);
 }

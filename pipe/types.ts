@@ -18,8 +18,42 @@ export type PipeMode = "message" | "byte";
  *   socket mode 0600 in a 0700 directory on Linux.
  * - `"everyone"`: the seed sample's open pipe (NULL DACL on Windows, mode 0666 on Linux). Logged loudly.
  * - `{ sddl }`: an explicit Windows security descriptor in SDDL (Windows only).
+ * - `{ allow, deny }`: a {@linkcode SecurityPreset}, the portable way to name who may connect.
  */
-export type PipeSecurity = "user" | "everyone" | { sddl: string };
+export type PipeSecurity = "user" | "everyone" | { sddl: string } | SecurityPreset;
+
+/**
+ * Who may open the pipe, by name: each entry is `"user"` (the current user), `"system"`,
+ * `"administrators"`, `"authenticated-users"`, `"everyone"`, a SID (`"S-1-5-32-545"`) or an account
+ * name (`"DOMAIN\\group"`, `"docker-users"`, resolved with `LookupAccountNameW`; on Linux a user or
+ * group name). An unknown name is `Deno.errors.NotFound`.
+ *
+ * Windows: a protected DACL in canonical order — deny entries first (network logons are always
+ * denied, then `deny`), then the allow entries. The current user owns the pipe and always keeps full
+ * access, which the server needs to create its further instances; SYSTEM gets full access when
+ * listed; every other principal gets read/write without the right to create instances (`0x12019B`),
+ * so it may connect but never squat the name.
+ *
+ * Linux: the socket's mode and group — `"user"` is the owner's `rw`, `"everyone"` and
+ * `"authenticated-users"` are `0666`, one group is the socket's group (chown) with `rw` (`0660`
+ * with `"user"`); `"system"`/`"administrators"` are root, who needs no bits. What a mode cannot
+ * say (another single user, two groups, a SID, a `deny` entry other than `"network"`) is
+ * `Deno.errors.NotSupported`.
+ */
+export interface SecurityPreset {
+  /** Who may connect. */
+  allow: readonly string[];
+  /** Who may not, whatever `allow` says (Windows: deny ACEs, placed first). */
+  deny?: readonly string[];
+}
+
+/**
+ * Decides whether a client may use the server, from its {@linkcode PeerIdentity}. Runs before
+ * `accept()` sees the connection; `false`, a throw or a rejection refuses the client, which is closed
+ * without a byte of reply (it reads end of stream) and logged as a warning. Keep it quick: on Linux
+ * the next `accept()` waits for it.
+ */
+export type Authorize = (peer: PeerIdentity) => boolean | Promise<boolean>;
 
 /**
  * The account on the other end of a connection.
@@ -90,6 +124,22 @@ export interface PeerIdentity {
   readonly integrityLevel?: IntegrityLevel;
 }
 
+/** Who {@linkcode allowOnly} lets in: users and groups by name (or SID / numeric id). */
+export interface AllowList {
+  /** Users: `alice`, `DOMAIN\alice`, a SID (Windows) or a uid (POSIX). */
+  users?: readonly string[];
+  /** Groups: `docker-users`, `DOMAIN\group`, a SID (Windows) or a gid (POSIX). */
+  groups?: readonly string[];
+}
+
+/** What {@linkcode allowOnly} returns: spread it into {@linkcode ListenOptions}. */
+export interface Access {
+  /** Opens the pipe to the listed principals (plus, on Windows, its owner, who must create instances). */
+  security: PipeSecurity;
+  /** Admits exactly the listed users and members of the listed groups; everyone else is refused. */
+  authorize: Authorize;
+}
+
 /** Options of {@linkcode listen}. Every default is the secure one. */
 export interface ListenOptions {
   /** `HelloWorld`, `\\.\pipe\HelloWorld`, or (POSIX) an absolute socket path. */
@@ -104,6 +154,12 @@ export interface ListenOptions {
   maxMessageSize?: number;
   /** Default `"user"`. */
   security?: PipeSecurity;
+  /**
+   * Admit or refuse each client by its identity before `accept()` returns it (see
+   * {@linkcode Authorize}). A client whose identity cannot be read is refused. Default: every client
+   * the pipe's security lets in is accepted.
+   */
+  authorize?: Authorize;
   /** Refuse clients from other machines (`PIPE_REJECT_REMOTE_CLIENTS`). Default true. */
   rejectRemoteClients?: boolean;
   /** Fail when the name is already served (`FILE_FLAG_FIRST_PIPE_INSTANCE`). Default true. */
@@ -254,6 +310,8 @@ export interface PipeDescription {
   sddl?: string;
   /** Socket file mode (POSIX), e.g. 0o600. */
   fileMode?: number;
+  /** Socket file group id (POSIX), when a preset named a group. */
+  fileGroup?: number;
   /** `dwOpenMode` passed to `CreateNamedPipeW` (Windows). */
   openMode?: number;
   /** `dwPipeMode` passed to `CreateNamedPipeW` (Windows). */

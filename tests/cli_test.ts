@@ -461,3 +461,70 @@ Deno.test({
     assertNoStackTrace(server.stderr);
   },
 });
+
+Deno.test("serve --allow-user/--allow-group admits exactly those and logs whom it refused", async () => {
+  const me = await ourIdentity();
+  {
+    const name = uniqueName("cliallow");
+    await using server = await startServer(["--name", name, "--allow-user", me.user.name]);
+    const client = await namedpipe(["send", "--name", name, "--timeout", String(WAIT_MS)]);
+    assert.equal(client.code, ExitCode.Ok, client.stderr);
+    assert.equal(client.stdout, "Default response from server\n");
+    assert.ok(server.stderr.includes(`Only these may connect: user ${me.user.name}`), server.stderr);
+  }
+  // Somebody else only (SYSTEM / nobody): this user is refused at connect, the owner included.
+  const other = Deno.build.os === "windows" ? ["--allow-group", "S-1-5-18"] : ["--allow-user", "65534"];
+  const name = uniqueName("clirefuse");
+  await using server = await startServer(["--name", name, ...other]);
+  const client = await namedpipe(["send", "--name", name, "--timeout", String(WAIT_MS)]);
+  assert.equal(client.code, ExitCode.ConnectionLost, client.stderr);
+  assert.equal(client.stdout, "", "no reply");
+  assert.match(client.stderr, /the server closed the pipe/);
+  assert.match(client.stderr, /it may not serve this user/);
+  await server.waitFor(`Refused a client of ${pipePath(name)}: pid `);
+  assert.ok(server.stderr.includes(`, user ${me.user.name} (not authorized)`), server.stderr);
+  assert.ok(!server.stderr.includes("Client is connected"), "the refused client never reached the server");
+});
+
+/** `socat` as `nobody`: send `request` as one message, return what came back and the exit code. */
+async function sendAsNobody(path: string, request: string) {
+  const child = new Deno.Command("runuser", {
+    args: ["-u", "nobody", "--", "socat", "-t", "5", "-", `UNIX-CONNECT:${path},type=5`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(request));
+  await writer.close();
+  const { code, stdout, stderr } = await within(child.output(), WAIT_MS, "socat as nobody");
+  return { code, reply: stdout, stderr: new TextDecoder().decode(stderr) };
+}
+
+Deno.test({
+  name: "serve --allow-user nobody serves nobody and refuses root; without it nobody is kept out " +
+    "(Linux; needs root for runuser)",
+  ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
+  async fn() {
+    {
+      const name = uniqueName("clinobody");
+      await using server = await startServer(["--name", name, "--allow-user", "nobody"]);
+      const nobody = await sendAsNobody(pipePath(name), "hi");
+      assert.equal(nobody.code, 0, nobody.stderr);
+      assert.deepEqual(nobody.reply, defaultResponse(), "nobody got the reply");
+      await server.waitFor(/Client is connected: pid \d+, user nobody/);
+      const root = await namedpipe(["send", "--name", name, "--timeout", String(WAIT_MS)]);
+      assert.equal(root.code, ExitCode.ConnectionLost, root.stderr);
+      await server.waitFor(/Refused a client of .*: pid \d+, user root \(not authorized\)/);
+    }
+    for (const args of [[], ["--allow-user", "root"]]) {
+      const name = uniqueName("clinobodyout");
+      await using _server = await startServer(["--name", name, ...args]);
+      const nobody = await sendAsNobody(pipePath(name), "hi");
+      assert.notEqual(nobody.code, 0, "the socket's mode keeps nobody out");
+      assert.equal(nobody.reply.length, 0);
+      assert.match(nobody.stderr, /Permission denied/);
+      assert.equal((await namedpipe(["send", "--name", name])).code, ExitCode.Ok, JSON.stringify(args));
+    }
+  },
+});

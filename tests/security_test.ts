@@ -241,3 +241,94 @@ Deno.test({
     }
   },
 });
+
+/** Deny entries all before allow entries: the order an access check needs (canonical order). */
+function assertCanonical(sddl: string) {
+  const aces = [...sddl.matchAll(/\((A|D);/g)].map((m) => m[1]);
+  const firstAllow = aces.indexOf("A");
+  assert.ok(firstAllow === -1 || !aces.slice(firstAllow).includes("D"), `deny after allow in ${sddl}`);
+}
+
+Deno.test({
+  name: "a security preset builds a protected DACL in canonical order, deny first (Windows)",
+  ignore: !windows,
+  async fn() {
+    const user = /^O:(S-[\d-]+)/.exec(await describeDefault())![1];
+    const cases: [PipeSecurity, string][] = [
+      [
+        { allow: ["user", "system", "administrators", "authenticated-users"], deny: ["S-1-5-7"] },
+        `O:${user}D:P(D;;GA;;;NU)(D;;GA;;;AN)(A;;GA;;;${user})(A;;GA;;;SY)(A;;0x12019b;;;BA)(A;;0x12019b;;;AU)`,
+      ],
+      // Names resolve with LookupAccountNameW; the owner keeps its entry even when not listed.
+      [{ allow: ["Everyone"] }, `O:${user}D:P(D;;GA;;;NU)(A;;GA;;;${user})(A;;0x12019b;;;WD)`],
+      [
+        { allow: ["everyone"], deny: ["S-1-5-32-546", "network"] },
+        `O:${user}D:P(D;;GA;;;NU)(D;;GA;;;BG)(A;;GA;;;${user})(A;;0x12019b;;;WD)`,
+      ],
+    ];
+    for (const [security, expected] of cases) {
+      await using listener = listen({ name: uniqueName("preset"), security });
+      const { sddl } = listener.describe();
+      assert.equal(sddl, expected, JSON.stringify(security));
+      assertCanonical(sddl!);
+    }
+  },
+});
+
+Deno.test("a security preset naming an unknown account is NotFound, and leaves nothing open", () => {
+  const before = openHandleCount();
+  for (
+    const security of [{ allow: ["user", "np-no-such-account-h14"] }, {
+      allow: ["user"],
+      deny: ["np-nobody-h14"],
+    }]
+  ) {
+    if (!windows && security.deny) continue; // Linux refuses deny entries before resolving them
+    const error = (() => {
+      try {
+        listen({ name: uniqueName("presetunknown"), security });
+      } catch (error) {
+        return error;
+      }
+    })();
+    assert.ok(error instanceof Deno.errors.NotFound, String(error));
+    assert.match((error as Error).message, /np-no/);
+  }
+  assert.equal(openHandleCount(), before);
+});
+
+Deno.test({
+  name: "a security preset maps to the socket's mode and group, and refuses what a mode cannot say (Linux)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const group = Deno.gid()!;
+    const modes: [PipeSecurity, number, number | undefined][] = [
+      [{ allow: ["user"] }, 0o600, undefined],
+      [{ allow: ["user", "system", "administrators"], deny: ["network"] }, 0o600, undefined],
+      [{ allow: ["everyone"] }, 0o666, undefined],
+      [{ allow: ["authenticated-users"] }, 0o666, undefined],
+      [{ allow: ["user", String(group)] }, 0o660, group],
+      [{ allow: [String(group)] }, 0o060, group],
+    ];
+    for (const [security, fileMode, fileGroup] of modes) {
+      await using listener = listen({ name: uniqueName("presetmode"), security });
+      const description = listener.describe();
+      assert.equal(description.fileMode, fileMode, JSON.stringify(security));
+      assert.equal(description.fileGroup, fileGroup, JSON.stringify(security));
+      if (fileGroup !== undefined) assert.equal((await Deno.stat(listener.path)).gid, fileGroup);
+    }
+    const unsupported: PipeSecurity[] = [
+      { allow: ["user"], deny: ["everyone"] },
+      { allow: ["S-1-5-11"] },
+      { allow: ["BUILTIN\\Users"] },
+      { allow: ["nobody"] }, // another user alone: a mode cannot single out a user who does not own it
+    ];
+    for (const security of unsupported) {
+      assert.throws(
+        () => listen({ name: uniqueName("presetno"), security }),
+        Deno.errors.NotSupported,
+        JSON.stringify(security),
+      );
+    }
+  },
+});

@@ -11,7 +11,7 @@
  */
 import { cString, ERANGE, getenv, GROUP, libc, PASSWD, SO_PEERCRED, SOL_SOCKET } from "../../ffi/libc.ts";
 import { pipeError } from "../errors.ts";
-import type { ConnectOptions, PeerGroup, PeerIdentity } from "../types.ts";
+import type { Access, AllowList, ConnectOptions, PeerGroup, PeerIdentity } from "../types.ts";
 
 /** How long a uid's name and groups are reused before the databases are read again. */
 export const CACHE_MS = 30_000;
@@ -188,4 +188,31 @@ export function checkServer(peer: PeerIdentity | null, options: ConnectOptions, 
       "(trust it with serverUser or trustAnyServer)",
     13,
   );
+}
+
+/**
+ * Open a socket to exactly these users and groups: the narrowest mode that lets them reach it (0600
+ * when only this user is listed, one group's 0660 — 0060 without this user — or 0666 when another
+ * user or several groups are), and an `authorize` that admits a client whose uid is listed or whose
+ * groups (primary and supplementary, from the group database) include a listed one. This user is
+ * refused at connect too unless listed.
+ * @throws {Deno.errors.NotFound} for a name no user or group has
+ */
+export function allowOnly(list: AllowList): Access {
+  const users = (list.users ?? []).map((name) => lookupUser(name, "resolve the user").uid);
+  const groups = (list.groups ?? []).map((name) => lookupGroup(name, "resolve the group").gid);
+  if (users.length + groups.length === 0) {
+    throw pipeError(TypeError, "allow", "", "name at least one user or group");
+  }
+  const userSet = new Set(users), groupSet = new Set(groups);
+  const self = effectiveUid();
+  const others = users.some((uid) => uid !== self) || groupSet.size > 1;
+  const allow = others
+    ? ["everyone"]
+    : [...(userSet.has(self) ? ["user"] : []), ...[...groupSet].map(String)];
+  return {
+    security: { allow },
+    authorize: (peer) =>
+      userSet.has(peer.user.uid ?? -1) || peer.groups.some((group) => groupSet.has(group.gid ?? -1)),
+  };
 }

@@ -46,6 +46,7 @@ import {
 } from "../../ffi/libc.ts";
 import { closedError, errnoError, pipeError } from "../errors.ts";
 import type {
+  Authorize,
   ListenOptions,
   OperationOptions,
   PipeConn,
@@ -54,6 +55,8 @@ import type {
   PipeMode,
 } from "../types.ts";
 import { checkSignal, onAbort } from "../abort.ts";
+import { admit } from "../authorize.ts";
+import { type SocketAccess, socketAccess } from "./access.ts";
 import { PosixConn } from "./connection.ts";
 import { poller, type Registration } from "./poller.ts";
 import { socketState } from "./liveness.ts";
@@ -117,6 +120,8 @@ export class PosixListener implements PipeListener {
   #lock: number;
   /** Learnt from the first accepted socket, so later ones skip the send-buffer check. */
   #accepted: AcceptedSetup = {};
+  #authorize?: Authorize;
+  #gid?: number;
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
@@ -141,7 +146,12 @@ export class PosixListener implements PipeListener {
       "pendingInstances",
       path,
     );
-    const fileMode = options.security === "everyone" ? 0o666 : 0o600;
+    if (options.authorize !== undefined && typeof options.authorize !== "function") {
+      throw pipeError(TypeError, "listen on", path, "authorize must be a function");
+    }
+    this.#authorize = options.authorize;
+    const access = socketAccess(options.security, path);
+    this.#gid = access.gid;
     // Fail early, naming the user's path, on a path the clients could not connect to.
     socketAddress(path, "listen on");
     const lock = lockName(path);
@@ -151,7 +161,7 @@ export class PosixListener implements PipeListener {
       fd = openSocket(this.mode, "listen on", path);
       // Accepted sockets inherit SO_PASSCRED; their send buffer is set after accept.
       configureSocket(fd, this.mode, this.#maxMessageSize, options.bufferSize, path, "listen on");
-      const placed = bindPrivately(fd, path, fileMode, Math.min(pendingInstances, maxInstances));
+      const placed = bindPrivately(fd, path, access, Math.min(pendingInstances, maxInstances));
       this.#ino = placed.ino;
       this.#replacedStale = placed.replacedStale;
       try {
@@ -236,7 +246,13 @@ export class PosixListener implements PipeListener {
         throw error;
       }
       this.#instances++;
-      return new PosixConn(fd, this.path, this.mode, this.#maxMessageSize, this.#release);
+      const conn = new PosixConn(fd, this.path, this.mode, this.#maxMessageSize, this.#release);
+      if (this.#authorize && !await admit(conn, this.#authorize)) continue;
+      if (this.#closed) {
+        await conn.close(); // closed while authorize ran: this client was never accepted
+        throw closedError("accept on", this.path);
+      }
+      return conn;
     }
   }
 
@@ -305,6 +321,7 @@ export class PosixListener implements PipeListener {
       path: this.path,
       mode: this.mode,
       fileMode: typeof stat === "number" ? undefined : stat.mode & 0o7777,
+      fileGroup: this.#gid,
       replacedStale: this.#replacedStale,
     };
   }
@@ -340,7 +357,7 @@ function unlinkIfOurs(path: string, ino: bigint): void {
 function bindPrivately(
   fd: number,
   path: string,
-  fileMode: number,
+  access: SocketAccess,
   backlog: number,
 ): { ino: bigint; replacedStale: boolean } {
   const c = libc();
@@ -351,7 +368,11 @@ function bindPrivately(
   try {
     const [address, length] = socketAddress(place.bindPath, "listen on");
     if (c.bind(fd, address, length) < 0) throw errnoError(errno(), "bind", path);
-    if (c.chmod(privateName, fileMode) < 0) throw errnoError(errno(), "set the mode of", path);
+    // The group first, then the mode: the socket is never open to a group it was not meant for.
+    if (access.gid !== undefined && c.chown(privateName, 0xffff_ffff, access.gid) < 0) {
+      throw errnoError(errno(), "set the group of", path);
+    }
+    if (c.chmod(privateName, access.fileMode) < 0) throw errnoError(errno(), "set the mode of", path);
     if (c.listen(fd, backlog) < 0) throw errnoError(errno(), "listen on", path);
     const stat = statPath(privateName);
     if (typeof stat === "number") throw errnoError(stat, "listen on", path);

@@ -24,6 +24,7 @@
 import { getenv } from "../../ffi/libc.ts";
 import { pipeError } from "../errors.ts";
 import type { ConnectOptions, ListenOptions, PipeConn, PipeListener, PipeMode } from "../types.ts";
+import { socketAccess } from "./access.ts";
 import { connect as connectSocket } from "./connect.ts";
 import { connectDenoUnix, listenDenoUnix, openHandleCount as denoUnixHandleCount } from "./deno_unix.ts";
 import { PosixListener } from "./listener.ts";
@@ -32,6 +33,7 @@ import { poller } from "./poller.ts";
 
 export { pipePath };
 export { listPipes, waitForPipe } from "./directory.ts";
+export { allowOnly } from "./identity.ts";
 
 /** Whether this call goes to Deno's own sockets (macOS byte mode) rather than the libc engine. */
 function checkPlatform(mode: PipeMode | undefined, action: string, name: string): boolean {
@@ -65,16 +67,29 @@ export const DENO_SOCKETS_SWITCH = "NAMEDPIPE_TEST_DENO_SOCKETS";
  * @throws {Deno.errors.AddrInUse} when a live server has the name
  * @throws {Deno.errors.PermissionDenied} when the path belongs to someone we may not touch
  * @throws {TypeError} for an SDDL security descriptor (Windows-only) or an invalid name
+ * @throws {Deno.errors.NotSupported} for a security preset a socket's mode cannot express
+ * @throws {Deno.errors.NotFound} for a preset naming an unknown user or group
  */
 export function listen(options: ListenOptions): PipeListener {
   const security = options.security ?? "user";
   if (typeof security === "object") {
-    throw pipeError(TypeError, "listen on", options.name, 'SDDL is Windows-only; use "user" or "everyone"');
-  }
-  if (security !== "user" && security !== "everyone") {
+    // Checked here for the message; the listener maps presets to a file mode and group.
+    socketAccess(security, options.name);
+  } else if (security !== "user" && security !== "everyone") {
     throw pipeError(TypeError, "listen on", options.name, `unknown security "${security}"`);
   }
-  if (checkPlatform(options.mode, "listen on", options.name)) return listenDenoUnix(options);
+  if (checkPlatform(options.mode, "listen on", options.name)) {
+    if (typeof security === "object" || options.authorize) {
+      throw pipeError(
+        Deno.errors.NotSupported,
+        "listen on",
+        options.name,
+        "Deno's Unix sockets give no peer credentials and no socket group: security presets and " +
+          "authorize need Linux",
+      );
+    }
+    return listenDenoUnix(options);
+  }
   return new PosixListener(options, pipePath(options.name));
 }
 

@@ -36,6 +36,7 @@ import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 import { checkServer, serverIdentity } from "./identity.ts";
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
 import { pipePath } from "./path.ts";
+import { currentUserSid } from "./security.ts";
 
 const ACCESS = (GENERIC_READ | GENERIC_WRITE) >>> 0;
 const FLAGS = (FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION) >>> 0;
@@ -79,7 +80,7 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   try {
     // Who holds the name, checked before a byte is sent: anyone may create a pipe name first.
     peer = serverIdentity(handle, path);
-    checkServer(peer, options, path);
+    checkServer(peer, options, currentUserSid(), path);
     if (mode === "message") {
       // The server end is PIPE_READMODE_MESSAGE; the client end starts in byte read mode.
       if (!k.SetNamedPipeHandleState(handle, new Uint32Array([PIPE_READMODE_MESSAGE]), null, null)) {

@@ -28,20 +28,29 @@ import {
   ERROR_NONE_MAPPED,
   kernel32,
   OWNER_SECURITY_INFORMATION,
+  PROCESS_QUERY_LIMITED_INFORMATION,
   SE_GROUP_ENABLED,
   SE_GROUP_USE_FOR_DENY_ONLY,
   SE_KERNEL_OBJECT,
   TOKEN_ELEVATION,
   TOKEN_GROUPS,
   TOKEN_INTEGRITY_LEVEL,
+  TOKEN_OWNER,
   TOKEN_QUERY,
   TOKEN_USER,
 } from "../../ffi/kernel32.ts";
 import { readWide, wide } from "../../ffi/win32_strings.ts";
 import { pipeError, win32Error } from "../errors.ts";
-import type { ConnectOptions, IntegrityLevel, PeerGroup, PeerIdentity, PeerUser } from "../types.ts";
-import { adopt, closeHandle, type Handle } from "./handles.ts";
-import { currentUserSid } from "./security.ts";
+import type {
+  Access,
+  AllowList,
+  ConnectOptions,
+  IntegrityLevel,
+  PeerGroup,
+  PeerIdentity,
+  PeerUser,
+} from "../types.ts";
+import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 
 /** Well-known SIDs a client trusts to serve a pipe besides its own user. */
 export const SYSTEM_SID = "S-1-5-18";
@@ -167,6 +176,30 @@ function describeToken(token: Handle, what: string): Omit<PeerIdentity, "pid" | 
   return { user, groups, elevated, integrityLevel };
 }
 
+let ownerSid: string | undefined;
+
+/**
+ * The owner objects created by this process get by default (the process token's `TokenOwner`): the
+ * user, or Administrators for an elevated administrator on Windows; Wine 8 uses the primary group.
+ * A token can only name itself or a group it may own objects as, so a pipe with this owner was
+ * created by this user.
+ */
+export function defaultOwnerSid(): string {
+  if (ownerSid) return ownerSid;
+  const out = new BigUint64Array(1);
+  if (!advapi32().OpenProcessToken(CURRENT_PROCESS, TOKEN_QUERY, out)) {
+    throw win32Error(kernel32().GetLastError(), "open the process token for", "current user");
+  }
+  const token = adopt(out[0]);
+  try {
+    // TOKEN_OWNER { PSID Owner }
+    const info = tokenInformation(token, TOKEN_OWNER, "current user");
+    return ownerSid = sidString(new DataView(info.buffer).getBigUint64(0, true), "current user");
+  } finally {
+    closeHandle(token);
+  }
+}
+
 /**
  * `RevertToSelf`, or end the process: a thread left running as the client would act with the
  * client's rights (or lack of them) from then on.
@@ -219,8 +252,10 @@ export function clientIdentity(handle: Handle, pid: number, path: string): PeerI
 }
 
 /**
- * The server behind a client's handle: its pid and session, and the pipe's owner as the user.
- * @throws when the owner cannot be read: a client that cannot tell who serves must not trust it
+ * The server behind a client's handle: its pid and session, and the pipe's owner as the user (the
+ * server process's user when the descriptor has no owner; a user with no SID when neither is known,
+ * which {@linkcode checkServer} refuses).
+ * @throws when the descriptor cannot be read: a client that cannot tell who serves must not trust it
  */
 export function serverIdentity(handle: Handle, path: string): PeerIdentity {
   const k = kernel32();
@@ -242,10 +277,37 @@ export function serverIdentity(handle: Handle, path: string): PeerIdentity {
   );
   if (error !== 0) throw win32Error(error, "read the owner of", path);
   try {
-    const sid = sidString(owner[0], path);
-    return { pid, sessionId, user: { name: accountName(owner[0], sid), sid }, groups: [] };
+    if (owner[0] !== 0n) {
+      const sid = sidString(owner[0], path);
+      return { pid, sessionId, user: { name: accountName(owner[0], sid), sid }, groups: [] };
+    }
   } finally {
     k.LocalFree(sd[0]);
+  }
+  // No owner in the descriptor (Wine gives none to pipes created without one): the server
+  // process's user instead, when we may query it.
+  return { pid, sessionId, user: processUser(pid) ?? { name: "an unknown user" }, groups: [] };
+}
+
+/** The user of process `pid` (its token's `TokenUser`), or undefined if it cannot be read. */
+function processUser(pid: number): PeerUser | undefined {
+  const k = kernel32();
+  const h = pid ? k.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) : 0n;
+  if (!isValid(h)) return undefined;
+  const process = adopt(h);
+  try {
+    const out = new BigUint64Array(1);
+    if (!advapi32().OpenProcessToken(process, TOKEN_QUERY, out)) return undefined;
+    const token = adopt(out[0]);
+    try {
+      return describeToken(token, `process ${pid}`).user;
+    } finally {
+      closeHandle(token);
+    }
+  } catch {
+    return undefined;
+  } finally {
+    closeHandle(process);
   }
 }
 
@@ -302,12 +364,18 @@ export function lookupAccount(name: string, what: string): Account {
 
 /**
  * A client's check of who serves the name, before it sends anything: the pipe's owner must be this
- * user, SYSTEM, Administrators, or `options.serverUser`, unless `options.trustAnyServer`.
+ * user (`userSid`, or the owner this process's objects get by default), SYSTEM, Administrators, or
+ * `options.serverUser`, unless `options.trustAnyServer`.
  * @throws {Deno.errors.PermissionDenied} naming the owner when it is none of them
  */
-export function checkServer(peer: PeerIdentity, options: ConnectOptions, path: string): void {
+export function checkServer(
+  peer: PeerIdentity,
+  options: ConnectOptions,
+  userSid: string,
+  path: string,
+): void {
   if (options.trustAnyServer) return;
-  const trusted = new Set([currentUserSid(), SYSTEM_SID, ADMINISTRATORS_SID]);
+  const trusted = new Set([userSid, defaultOwnerSid(), SYSTEM_SID, ADMINISTRATORS_SID]);
   if (options.serverUser !== undefined) {
     trusted.add(lookupAccount(options.serverUser, "trust the server user").sid);
   }
@@ -324,4 +392,24 @@ export function checkServer(peer: PeerIdentity, options: ConnectOptions, path: s
       "nothing was sent (trust it with serverUser or trustAnyServer)",
     5,
   );
+}
+
+/**
+ * Open a pipe to exactly these users and groups: their SIDs in the DACL (a preset) and an
+ * `authorize` that admits a client whose user SID is listed or whose token has a listed group
+ * enabled. The owner keeps its ACE (it creates the instances) but is refused at connect unless listed.
+ * @throws {Deno.errors.NotFound} for a name no account has
+ */
+export function allowOnly(list: AllowList): Access {
+  const users = (list.users ?? []).map((name) => lookupAccount(name, "resolve the user").sid);
+  const groups = (list.groups ?? []).map((name) => lookupAccount(name, "resolve the group").sid);
+  if (users.length + groups.length === 0) {
+    throw pipeError(TypeError, "allow", "", "name at least one user or group");
+  }
+  const userSet = new Set(users), groupSet = new Set(groups);
+  return {
+    security: { allow: [...users, ...groups] },
+    authorize: (peer) =>
+      userSet.has(peer.user.sid ?? "") || peer.groups.some((group) => groupSet.has(group.sid ?? "")),
+  };
 }

@@ -55,6 +55,7 @@ import {
   integer,
 } from "../options.ts";
 import type {
+  Authorize,
   ListenOptions,
   OperationOptions,
   PipeConn,
@@ -74,6 +75,7 @@ import {
 import { PipeConnection } from "./connection.ts";
 import { assertCanonicalDacl } from "./dacl_order.ts";
 import { adopt, type Handle, isValid } from "./handles.ts";
+import { admit } from "../authorize.ts";
 import { clientIdentity } from "./identity.ts";
 import { pipePath } from "./path.ts";
 import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
@@ -98,6 +100,9 @@ export class PipeServer implements PipeListener {
   #maxMessageSize: number;
   #security: SecurityAttributes;
   #sddl?: string;
+  #authorize?: Authorize;
+  /** Connections whose `authorize` answer is awaited: closed by `close()`. */
+  #authorizing = new Set<PipeConn>();
   /** Instances waiting in ConnectNamedPipe. */
   #listening = new Set<Handle>();
   /** Instances alive: listening, or connected and not yet closed (a closing one no longer counts). */
@@ -155,6 +160,10 @@ export class PipeServer implements PipeListener {
     this.#openMode =
       (PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0)) >>> 0;
     this.#wideName = wide(path);
+    if (options.authorize !== undefined && typeof options.authorize !== "function") {
+      throw pipeError(TypeError, "listen on", path, "authorize must be a function");
+    }
+    this.#authorize = options.authorize;
 
     if (first) this.#checkNameFree();
     this.#security = securityAttributes(options.security ?? "user", path);
@@ -299,13 +308,13 @@ export class PipeServer implements PipeListener {
         kernel32().GetNamedPipeClientProcessId(handle, pid) ? pid[0] : 0,
         this.path,
       );
-      this.#deliver(
-        new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
-          // Runs just before the instance's CloseHandle: its replacement first, the name kept.
-          this.#live--;
-          this.#replenish();
-        }, peer),
-      );
+      const conn = new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
+        // Runs just before the instance's CloseHandle: its replacement first, the name kept.
+        this.#live--;
+        this.#replenish();
+      }, peer);
+      if (this.#authorize) this.#admit(conn, this.#authorize);
+      else this.#deliver(conn);
       this.#replenish();
       return;
     }
@@ -317,6 +326,16 @@ export class PipeServer implements PipeListener {
     }
     this.#dispose(handle);
     if (this.#listening.size === 0) this.#fail(win32Error(c.error, "accept on", this.path));
+  }
+
+  /** Hand `conn` on once `authorize` admits it; a refused one is closed by `admit`. */
+  async #admit(conn: PipeConn, authorize: Authorize) {
+    this.#authorizing.add(conn);
+    const admitted = await admit(conn, authorize);
+    this.#authorizing.delete(conn);
+    if (!admitted) return;
+    if (this.#closing) await conn.close();
+    else this.#deliver(conn);
   }
 
   /** Close an instance; its replacement (when one is wanted) is created first, so the name is kept. */
@@ -440,6 +459,8 @@ export class PipeServer implements PipeListener {
     for (const handle of this.#listening) this.#dispose(handle);
     this.#listening.clear();
     await Promise.all(this.#ready.splice(0).map((conn) => conn.close()));
+    // Clients still being authorized were never accepted: they go too.
+    await Promise.all([...this.#authorizing].map((conn) => conn.close()));
     this.#security.free();
   }
 

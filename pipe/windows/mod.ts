@@ -10,6 +10,7 @@ import { PipeServer } from "./listener.ts";
 
 export { connect } from "./client.ts";
 export { listPipes, waitForPipe } from "./directory.ts";
+export { allowOnly } from "./identity.ts";
 export { openHandleCount } from "./handles.ts";
 export { pipePath } from "./path.ts";
 

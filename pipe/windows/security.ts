@@ -9,6 +9,7 @@
  *   inheritance. The system default DACL would give Everyone and Anonymous read (nodejs/node#47086).
  * - `"everyone"`: the seed's NULL DACL (anyone may open the pipe, and create instances).
  * - `{ sddl }`: the caller's descriptor, parsed by `ConvertStringSecurityDescriptorToSecurityDescriptorW`.
+ * - `{ allow, deny }`: a preset, turned into SDDL by `security_preset.ts`.
  *
  * Every DACL given to a pipe must be in canonical order (`dacl_order.ts`): checked on the SDDL before
  * the pipe is created and again on the descriptor read back from it.
@@ -34,6 +35,7 @@ import { pipeError, win32Error } from "../errors.ts";
 import type { PipeSecurity } from "../types.ts";
 import { assertCanonicalDacl } from "./dacl_order.ts";
 import { adopt, closeHandle, type Handle } from "./handles.ts";
+import { presetSddl } from "./security_preset.ts";
 
 let userSid: string | undefined;
 
@@ -106,7 +108,11 @@ export function securityAttributes(security: PipeSecurity, path: string): Securi
     view.setBigUint64(8, Deno.UnsafePointer.value(Deno.UnsafePointer.of(sd)) as bigint, true);
     return { buffer, free: () => void sd };
   }
-  const sddl = security === "user" ? defaultSddl() : security.sddl;
+  const sddl = security === "user"
+    ? defaultSddl()
+    : "allow" in security
+    ? presetSddl(security, currentUserSid(), path)
+    : security.sddl;
   if (typeof sddl !== "string" || sddl === "") {
     throw pipeError(TypeError, "create named pipe", path, "security.sddl must be a non-empty string");
   }
