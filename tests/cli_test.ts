@@ -528,3 +528,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "send refuses a socket another user holds before sending: exit 4 naming it, unless trusted " +
+    "(Linux; needs root for runuser)",
+  ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
+  async fn() {
+    const directory = await Deno.makeTempDir({ prefix: "np-h14-cli-" });
+    await Deno.chmod(directory, 0o777);
+    const path = `${directory}/squat.sock`;
+    // socat as nobody answers every message with "ok" (a squatter posing as the server).
+    const squatter = new Deno.Command("runuser", {
+      args: ["-u", "nobody", "--", "socat", `UNIX-LISTEN:${path},type=5,fork`, "SYSTEM:echo ok"],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      const deadline = Date.now() + WAIT_MS;
+      while (!(await Deno.stat(path).then(() => true, () => false))) {
+        if (Date.now() > deadline) throw new Error("socat did not start");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const refused = await namedpipe(["send", "--name", path, "--encoding", "utf8", "secret"]);
+      assert.equal(refused.code, ExitCode.AccessDenied, refused.stderr);
+      assert.equal(refused.stdout, "");
+      assert.match(refused.stderr, /served by "nobody" \(uid 65534\).*nothing was sent/);
+      assert.match(refused.stderr, /--server-user USER/);
+      assertNoStackTrace(refused.stderr);
+      for (const trust of [["--server-user", "nobody"], ["--trust-any-server"]]) {
+        const sent = await namedpipe(["send", "--name", path, "--encoding", "utf8", ...trust, "hi"]);
+        assert.equal(sent.code, ExitCode.Ok, sent.stderr);
+        assert.equal(sent.stdout, "ok\n\n");
+      }
+    } finally {
+      squatter.kill("SIGKILL");
+      await squatter.status;
+      await Deno.remove(directory, { recursive: true });
+    }
+  },
+});

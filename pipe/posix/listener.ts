@@ -4,7 +4,11 @@
  * Security `"user"`: the socket must never be reachable by others, not even for an instant. It is
  * bound inside a fresh private directory (`mkdtemp`, 0700), given mode 0600, set listening, and only
  * then hard-linked to its public path. `link` fails with `EEXIST` if the name is taken, so nothing is
- * ever overwritten by accident. `"everyone"` does the same with mode 0666.
+ * ever overwritten by accident. `"everyone"` does the same with mode 0666, and a preset with the
+ * mode and group `access.ts` maps it to (the group is set before the mode).
+ *
+ * `authorize`: each accepted connection's peer is admitted or refused (closed, logged) inside
+ * `accept()`, before it is returned.
  *
  * First instance: the listener holds a lock beside the name (`.NAME.lock`, `name_lock.ts`) for its
  * whole life, so a second server of ours learns the name is in use without connecting, and two

@@ -7,12 +7,12 @@
  * level). `RevertToSelf` runs on every path; should it ever fail, the process is terminated at once
  * rather than go on running as the client.
  *
- * When: right after `ConnectNamedPipe` completes, before the connection is handed to `accept()`. No
- * data needs to be read first: the named-pipe file system captures the client's security context
- * when the client opens the pipe (`ERROR_CANNOT_IMPERSONATE`, "until data has been read", is a
- * restriction of old Windows versions; Wine 8 and current Windows impersonate a client that has
- * sent nothing). A client that opened the pipe at `SECURITY_ANONYMOUS` has no token to open: its
- * identity is unknown (`null`).
+ * When: right after `ConnectNamedPipe` completes, before the connection is handed to `accept()`,
+ * before any data. The named-pipe file system captures the client's security context when the
+ * client opens the pipe; `ERROR_CANNOT_IMPERSONATE` ("until data has been read from that pipe") is
+ * an old restriction, and Wine 8 impersonates a client that has sent nothing. Should impersonation
+ * fail anyway, or the client have opened the pipe at `SECURITY_ANONYMOUS` (no token to open), its
+ * identity is unknown (`null`), which `authorize` refuses.
  *
  * Client side ({@linkcode serverIdentity}): the server's process and session ids and the pipe's
  * owner SID (`GetSecurityInfo` on our handle), which is the account that created the pipe — what a

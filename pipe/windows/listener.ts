@@ -22,6 +22,8 @@
  * - Secure defaults: `PIPE_REJECT_REMOTE_CLIENTS` on every mode combination (RUSTSEC-2023-0001),
  *   `FILE_FLAG_FIRST_PIPE_INSTANCE` on the first instance plus a `WaitNamedPipeW(name, 1)` probe first
  *   (Wine 8 does not enforce the flag), the current user's security descriptor, bInheritHandle FALSE.
+ * - Identity: each connected client's token is read (`identity.ts`) before the connection is handed
+ *   on; with `authorize`, it is handed on only once admitted, and a refused client is disconnected.
  * - `close()` cancels every pending connect, drains the aborted packets and closes every instance; a
  *   client that connects during the close is simply closed too (go-winio #281, #357).
  *
