@@ -15,8 +15,11 @@
  * @module
  */
 import {
+  ERROR_BROKEN_PIPE,
   ERROR_FILE_NOT_FOUND,
+  ERROR_NO_DATA,
   ERROR_PIPE_BUSY,
+  ERROR_PIPE_NOT_CONNECTED,
   FILE_FLAG_OVERLAPPED,
   GENERIC_READ,
   GENERIC_WRITE,
@@ -89,6 +92,17 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
     }
   } catch (error) {
     closeHandle(handle);
+    const code = (error as { code?: number }).code ?? 0;
+    if (code === ERROR_BROKEN_PIPE || code === ERROR_NO_DATA || code === ERROR_PIPE_NOT_CONNECTED) {
+      // The server disconnected us before we could even set up: a server refusing this client.
+      throw pipeError(
+        Deno.errors.BrokenPipe,
+        "connect to",
+        path,
+        `the server closed the pipe at once (${code}): it may not serve this user`,
+        code,
+      );
+    }
     throw error;
   }
   associate(handle, path); // closes the handle itself if it fails
