@@ -207,9 +207,10 @@ export function allowOnly(list: AllowList): Access {
   const userSet = new Set(users), groupSet = new Set(groups);
   const self = effectiveUid();
   const others = users.some((uid) => uid !== self) || groupSet.size > 1;
-  const allow = others
-    ? ["everyone"]
-    : [...(userSet.has(self) ? ["user"] : []), ...[...groupSet].map(String)];
+  // The owner always keeps its own rw bits: the kernel checks only the owner bits for the file's
+  // owner (group bits never apply to it), and the owner could chmod its own socket anyway. Refusing
+  // the owner when it is not listed is the authorize hook's job, at connect.
+  const allow = others ? ["everyone"] : ["user", ...[...groupSet].map(String)];
   return {
     security: { allow },
     authorize: (peer) =>
