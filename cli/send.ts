@@ -118,7 +118,19 @@ export async function send(options: SendOptions = {}): Promise<SendSummary> {
 
 /** Write one request and read its whole reply. */
 async function roundTrip(conn: PipeConn, request: Uint8Array, encoding: Encoding): Promise<Uint8Array> {
-  await conn.writeMessage(request);
+  try {
+    await conn.writeMessage(request);
+  } catch (error) {
+    // A server that refuses this user may hang up before the request leaves (EPIPE, ERROR_NO_DATA):
+    // the same hang-up as an end of stream in place of the reply, so say it the same way.
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    throw new Deno.errors.BrokenPipe(
+      `Cannot write the request to "${conn.path}": the server closed the pipe`,
+      {
+        cause: error,
+      },
+    );
+  }
   log.debug("Sends {bytes} bytes; Message: {text}", { bytes: request.length, text: formatHello(request) });
   const reply = await conn.readMessage();
   if (reply === null) {
