@@ -50,3 +50,32 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
   });
 }
+
+/**
+ * Callers parked until something frees up (an instance slot, say). `wait()` resolves at the next
+ * `wakeAll()`, or rejects with the signal's reason and leaves the list if its signal aborts first.
+ */
+export class WakeList {
+  #waiters: (() => void)[] = [];
+
+  /** Resolves at the next `wakeAll()`. */
+  wait(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const stop = onAbort(signal, () => {
+        const at = this.#waiters.indexOf(wake);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        reject(signal!.reason);
+      });
+      const wake = () => {
+        stop();
+        resolve();
+      };
+      this.#waiters.push(wake);
+    });
+  }
+
+  /** Wake every waiting caller. */
+  wakeAll(): void {
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+}

@@ -18,7 +18,7 @@
  * @module
  */
 import { closedError, pipeError } from "../errors.ts";
-import { checkSignal, onAbort, sleep, whileQueued } from "../abort.ts";
+import { checkSignal, sleep, WakeList, whileQueued } from "../abort.ts";
 import { readableFrom, writableTo } from "../streams.ts";
 import type {
   ConnectOptions,
@@ -179,7 +179,8 @@ class DenoUnixListener implements PipeListener {
   #maxMessageSize: number;
   #maxInstances: number;
   #instances = 0;
-  #slotWaiters: (() => void)[] = [];
+  /** Accepts waiting for a connection to close (an instance to be free again) or the listener to close. */
+  #slotFreed = new WakeList();
   #closed = false;
   /** Clients accepted for an `accept()` that was cancelled meanwhile: the next ones take them. */
   #ready: Deno.UnixConn[] = [];
@@ -219,25 +220,9 @@ class DenoUnixListener implements PipeListener {
     open++;
   }
 
-  /** Resolves when a connection closes (an instance is free again) or the listener closes. */
-  #slotFreed(signal: AbortSignal | undefined): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const stop = onAbort(signal, () => {
-        const at = this.#slotWaiters.indexOf(wake);
-        if (at >= 0) this.#slotWaiters.splice(at, 1);
-        reject(signal!.reason);
-      });
-      const wake = () => {
-        stop();
-        resolve();
-      };
-      this.#slotWaiters.push(wake);
-    });
-  }
-
   #release = () => {
     this.#instances--;
-    for (const wake of this.#slotWaiters.splice(0)) wake();
+    this.#slotFreed.wakeAll();
   };
 
   /** `Deno.UnixListener.accept()`, or a client kept from a cancelled `accept()`. */
@@ -269,7 +254,7 @@ class DenoUnixListener implements PipeListener {
     while (true) {
       if (this.#closed) throw closedError("accept on", this.path);
       if (this.#instances >= this.#maxInstances) {
-        await this.#slotFreed(signal);
+        await this.#slotFreed.wait(signal);
         continue;
       }
       let conn: Deno.UnixConn;
@@ -324,7 +309,7 @@ class DenoUnixListener implements PipeListener {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     open--;
-    for (const wake of this.#slotWaiters.splice(0)) wake(); // their accept() now rejects
+    this.#slotFreed.wakeAll(); // their accept() now rejects
     try {
       // Another server may have replaced our file since: leave theirs alone.
       if (Deno.lstatSync(this.path).ino === this.#ino) Deno.removeSync(this.path);

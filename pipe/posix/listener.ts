@@ -58,7 +58,7 @@ import type {
   PipeListener,
   PipeMode,
 } from "../types.ts";
-import { checkSignal, onAbort } from "../abort.ts";
+import { checkSignal, WakeList } from "../abort.ts";
 import { admit } from "../authorize.ts";
 import { type SocketAccess, socketAccess } from "./access.ts";
 import { PosixConn } from "./connection.ts";
@@ -117,7 +117,8 @@ export class PosixListener implements PipeListener {
   #options: ListenOptions;
   #maxMessageSize: number;
   #maxInstances: number;
-  #slotWaiters: (() => void)[] = [];
+  /** Accepts waiting for a connection to close (an instance to be free again) or the listener to close. */
+  #slotFreed = new WakeList();
   #instances = 0;
   #replacedStale: boolean;
   /** The name's lock (`name_lock.ts`), held until close. */
@@ -193,25 +194,9 @@ export class PosixListener implements PipeListener {
     return this.#registration.closed;
   }
 
-  /** Resolves when a connection closes (an instance is free again) or the listener closes. */
-  #slotFreed(signal: AbortSignal | undefined): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const stop = onAbort(signal, () => {
-        const at = this.#slotWaiters.indexOf(wake);
-        if (at >= 0) this.#slotWaiters.splice(at, 1);
-        reject(signal!.reason);
-      });
-      const wake = () => {
-        stop();
-        resolve();
-      };
-      this.#slotWaiters.push(wake);
-    });
-  }
-
   #release = () => {
     this.#instances--;
-    for (const wake of this.#slotWaiters.splice(0)) wake();
+    this.#slotFreed.wakeAll();
   };
 
   async accept(options?: OperationOptions): Promise<PipeConn> {
@@ -221,7 +206,7 @@ export class PosixListener implements PipeListener {
     while (true) {
       if (this.#closed) throw closedError("accept on", this.path);
       if (this.#instances >= this.#maxInstances) {
-        await this.#slotFreed(signal);
+        await this.#slotFreed.wait(signal);
         continue;
       }
       const fd = c.accept4(this.#fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -312,7 +297,7 @@ export class PosixListener implements PipeListener {
     try {
       await Promise.race([
         new Promise((resolve) => timer = setTimeout(resolve, ms)),
-        this.#slotFreed(signal),
+        this.#slotFreed.wait(signal),
       ]);
     } finally {
       clearTimeout(timer);
@@ -334,7 +319,7 @@ export class PosixListener implements PipeListener {
   async close(): Promise<void> {
     if (this.#closed) return;
     poller.unregister(this.#registration);
-    for (const wake of this.#slotWaiters.splice(0)) wake(); // their accept() now rejects
+    this.#slotFreed.wakeAll(); // their accept() now rejects
     unlinkIfOurs(this.path, this.#ino);
     closeFd(this.#fd);
     unlockName(this.path, this.#lock);

@@ -34,6 +34,7 @@ import {
 } from "../../ffi/libc.ts";
 import { errnoError, pipeError } from "../errors.ts";
 import { closeFd, statPath } from "./socket.ts";
+import { missingDirectoryError } from "./path.ts";
 
 /** Attempts before giving up on a lock file that keeps being replaced under us. */
 const ATTEMPTS = 8;
@@ -66,16 +67,7 @@ export function lockName(path: string): number {
     }
     if (fd < 0) {
       const code = errno();
-      if (code === ENOENT) {
-        const directory = path.slice(0, Math.max(path.lastIndexOf("/"), 1));
-        throw pipeError(
-          Deno.errors.NotFound,
-          "listen on",
-          path,
-          `directory "${directory}" does not exist`,
-          code,
-        );
-      }
+      if (code === ENOENT) throw missingDirectoryError(path, code);
       throw errnoError(code, "listen on", path);
     }
     try {

@@ -10,6 +10,7 @@
  * @module
  */
 import { getenv } from "../../ffi/libc.ts";
+import { pipeError } from "../errors.ts";
 
 /**
  * `TMPDIR` as the process has it. On Linux it is read through libc, so that naming a pipe needs no
@@ -42,4 +43,21 @@ export function pipePath(name: string, server = "."): string {
   }
   const temp = (tempDirectory() || "/tmp").replace(/\/+$/, "");
   return `${temp}/${DOTNET_PREFIX}${bare}`;
+}
+
+/** The directory a socket path lives in (`/` for a file at the root). */
+export function directoryOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash > 0 ? path.slice(0, slash) : "/";
+}
+
+/** The `NotFound` a listener reports when the directory of its socket path does not exist. */
+export function missingDirectoryError(path: string, errno: number): Error {
+  return pipeError(
+    Deno.errors.NotFound,
+    "listen on",
+    path,
+    `directory "${directoryOf(path)}" does not exist`,
+    errno,
+  );
 }

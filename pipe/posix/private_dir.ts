@@ -23,7 +23,8 @@ import {
   S_IFDIR,
   S_IFMT,
 } from "../../ffi/libc.ts";
-import { errnoError, pipeError } from "../errors.ts";
+import { errnoError } from "../errors.ts";
+import { directoryOf, missingDirectoryError } from "./path.ts";
 import { closeFd, MAX_PATH_BYTES, statPath } from "./socket.ts";
 
 /** Leftover private directories older than this are removed. */
@@ -53,15 +54,7 @@ export function makePrivateDirectory(path: string): PrivateDirectory {
   const template = cString(`${directory}/.np-XXXXXX`);
   if (c.mkdtemp(template) === null) {
     const code = errno();
-    if (code === ENOENT) {
-      throw pipeError(
-        Deno.errors.NotFound,
-        "listen on",
-        path,
-        `directory "${directory}" does not exist`,
-        code,
-      );
-    }
+    if (code === ENOENT) throw missingDirectoryError(path, code);
     throw errnoError(code, "create a private directory for", path);
   }
   const privateDirectory = new TextDecoder().decode(template.subarray(0, template.length - 1));
@@ -111,9 +104,4 @@ export function removeStalePrivateDirectories(path: string): void {
     c.unlink(cString(`${leftover}/s`));
     c.rmdir(cString(leftover));
   }
-}
-
-function directoryOf(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash > 0 ? path.slice(0, slash) : "/";
 }
