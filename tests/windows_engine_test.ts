@@ -6,8 +6,10 @@
 import assert from "node:assert/strict";
 import { connect, listen, openHandleCount, type PipeConn } from "../mod.ts";
 import { pattern, serve, uniqueName, within } from "./_pipes.ts";
+import { assertOsCountBack, osCount } from "./_os_handles.ts";
 
 const ignore = Deno.build.os !== "windows";
+const FAIL_ASSOCIATE = "NAMEDPIPE_TEST_ONLY_FAIL_ASSOCIATE";
 
 Deno.test({
   name: "messages larger than the read buffer complete exactly once, inline or by packet",
@@ -15,6 +17,7 @@ Deno.test({
   async fn() {
     const { portStats } = await import("../pipe/windows/completion_port.ts");
     const strays = portStats().strayPackets;
+    const inlineMoreData = portStats().inlineMoreData;
     {
       await using server = serve({ name: uniqueName("once"), bufferSize: 4096 });
       await using client = await connect({ name: server.listener.path });
@@ -41,6 +44,8 @@ Deno.test({
       await within(writing, 5000, "the write");
     }
     assert.equal(portStats().strayPackets, strays, "a packet arrived for an operation completed inline");
+    // The case this test is about really happened: a ReadFile met ERROR_MORE_DATA at once.
+    assert.ok(portStats().inlineMoreData > inlineMoreData, "no read met ERROR_MORE_DATA inline");
     assert.equal(portStats().pending, 0);
   },
 });
@@ -130,5 +135,67 @@ Deno.test({
     // the port: let that turn come before counting.
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(openHandleCount(), before);
+  },
+});
+
+Deno.test({
+  name: "a handle whose association with the completion port fails is closed, on listen() and connect()" +
+    " (engine count; GetProcessHandleCount where it is not a stub)",
+  ignore,
+  async fn() {
+    const os = await osCount();
+    const before = openHandleCount();
+    const osBefore = os.source ? os.count() : undefined;
+    const failed = (e: unknown) => (e as { code?: number }).code === 6; // ERROR_INVALID_HANDLE
+    // Four instances listen before the fault; three clients then connect to them without a new one.
+    const listener = listen({ name: uniqueName("assocfail"), pendingInstances: 4 });
+    // Test-only fault: associate() names the pipe handle itself as the port, which the OS refuses.
+    Deno.env.set(FAIL_ASSOCIATE, "1");
+    try {
+      for (let i = 0; i < 20; i++) assert.throws(() => listen({ name: uniqueName("assocfail") }), failed);
+      for (let i = 0; i < 3; i++) await assert.rejects(connect({ name: listener.path }), failed);
+    } finally {
+      Deno.env.delete(FAIL_ASSOCIATE);
+      await listener.close();
+    }
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(openHandleCount(), before, "handles left open by failed associations");
+    assertOsCountBack(os, osBefore, "23 failed associations");
+    await using server = serve({ name: uniqueName("assocok") });
+    await using client = await connect({ name: server.listener.path });
+    await client.writeMessage(pattern(4));
+    assert.deepEqual(await within(client.readMessage(), 5000, "an echo after the faults"), pattern(4));
+  },
+});
+
+Deno.test({
+  name: "a packet with a stale completion key is counted as stray and never completes the operation it names",
+  ignore,
+  async fn() {
+    const port = await import("../pipe/windows/completion_port.ts");
+    const strays = port.portStats().strayPackets;
+    await using server = serve({ name: uniqueName("stale") });
+    await using client = await connect({ name: server.listener.path });
+    // The client's read waits in the kernel; a packet naming its OVERLAPPED under a key no live handle
+    // has (a closed handle's, say) must not complete it.
+    const reading = client.readMessage();
+    await new Promise((r) => setTimeout(r, 20));
+    const posted = port.testOnlyPostStalePackets();
+    assert.ok(posted >= 1, `${posted} stale packets posted`);
+    await within(
+      (async () => {
+        while (port.portStats().strayPackets < strays + posted) await new Promise((r) => setTimeout(r, 5));
+      })(),
+      5000,
+      "the stale packets to be counted",
+    );
+    const early = await Promise.race([
+      reading.then(() => "completed", () => "failed"),
+      Promise.resolve("pending"),
+    ]);
+    assert.equal(early, "pending", "a stale packet completed the read it named");
+    await client.writeMessage(pattern(6, 1));
+    assert.deepEqual(await within(reading, 5000, "the real echo"), pattern(6, 1));
+    assert.equal(port.portStats().strayPackets, strays + posted);
   },
 });

@@ -10,6 +10,9 @@
  *    until its packet is dequeued — also after `CancelIoEx`. The packet's status is the NTSTATUS in
  *    `OVERLAPPED.Internal`, mapped by `RtlNtStatusToDosError`; `GetLastError` is never read after
  *    the nonblocking wait (it would be the JS thread's value, not the pool thread's).
+ *    Each association gets its own completion key, never reused (a generation tag: handle values
+ *    and slot addresses are both recycled), and a packet completes an operation only when its key
+ *    and its OVERLAPPED both match; any other packet is counted as a stray, never misattributed.
  * 4. Packets are taken in batches: first with a zero-timeout `GetQueuedCompletionStatusEx` on the JS
  *    thread, and only when nothing is ready with ONE `nonblocking` call on Deno's pool. The wait runs
  *    only while something is pending, so an idle program exits.
@@ -81,6 +84,8 @@ class Slot {
 interface Pending {
   slot: Slot;
   handle: Handle;
+  /** The completion key of the handle's association: a packet must carry it. */
+  key: number;
   /** The buffer the kernel writes into or reads from: kept alive until the packet. */
   keep: unknown;
   resolve(completion: Completion): void;
@@ -104,6 +109,9 @@ function takeSlot(): Slot {
 let portHandle: Handle | undefined;
 /** Handles associated with the port and not yet closed: the port lives while any does. */
 let associated = 0;
+/** Each associated handle's completion key. Keys start at 1 and are never reused; 0 is no handle's. */
+const keys = new Map<Handle, number>();
+let lastKey = 0;
 const pending = new Map<number, Pending>();
 /** Per handle: operations pending and who waits for them to drain. */
 const perHandle = new Map<Handle, { count: number; drained: (() => void)[] }>();
@@ -142,16 +150,25 @@ function port(): Handle {
 /**
  * Attach a freshly opened overlapped handle to the port, with synchronous successes completing
  * inline. Pair with {@linkcode closeAssociated}.
- * @throws the Win32 error as a typed error; the caller still owns and closes `handle`
+ * @throws the Win32 error as a typed error, once `handle` is closed: the caller owns it no more
  */
 export function associate(handle: Handle, name: string): void {
   const k = kernel32();
-  const p = port();
-  if (!isValid(k.CreateIoCompletionPort(handle, p, 0n, 0))) {
+  let p: Handle;
+  try {
+    p = port();
+  } catch (error) {
+    closeHandle(handle);
+    throw error;
+  }
+  const key = ++lastKey;
+  if (!isValid(k.CreateIoCompletionPort(handle, testOnlyFailAssociate() ? handle : p, BigInt(key), 0))) {
     const error = k.GetLastError();
+    closeHandle(handle);
     maybeClosePort();
     throw win32Error(error, "watch", name);
   }
+  keys.set(handle, key);
   associated++;
   if (!k.SetFileCompletionNotificationModes(handle, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)) {
     // Without the mode every operation also posts a packet; completing inline too would complete
@@ -166,6 +183,7 @@ export function associate(handle: Handle, name: string): void {
 export function closeAssociated(handle: Handle): void {
   // Nothing is pending on it: forget its ref state before the value can be reused.
   unrefd.delete(handle);
+  keys.delete(handle);
   closeHandle(handle);
   associated--;
   maybeClosePort();
@@ -211,7 +229,7 @@ export function submit(
   return new Promise<Completion>((resolve) => {
     // The slot is ours until its packet: CancelIoEx names exactly this operation.
     const unlisten = onAbort(signal, () => kernel32().CancelIoEx(handle, slot.bytes));
-    pending.set(slot.address, { slot, handle, keep, resolve, unlisten });
+    pending.set(slot.address, { slot, handle, key: keys.get(handle) ?? 0, keep, resolve, unlisten });
     const entry = perHandle.get(handle);
     if (entry) entry.count++;
     else perHandle.set(handle, { count: 1, drained: [] });
@@ -268,11 +286,38 @@ export function drained(handle: Handle): Promise<void> {
 let strays = 0;
 let inlineMoreData = 0;
 
+/**
+ * TEST ONLY, never set in use: with `NAMEDPIPE_TEST_ONLY_FAIL_ASSOCIATE=1` in the environment (read
+ * at each association, and only when env access was granted at load) {@linkcode associate} names the
+ * handle itself as the port, which the OS refuses: the leak test's way to make association fail.
+ */
+const TEST_HOOKS = Deno.permissions.querySync({ name: "env", variable: "NAMEDPIPE_TEST_ONLY_FAIL_ASSOCIATE" })
+  .state === "granted";
+function testOnlyFailAssociate(): boolean {
+  return TEST_HOOKS && Deno.env.get("NAMEDPIPE_TEST_ONLY_FAIL_ASSOCIATE") === "1";
+}
+
+/**
+ * TEST ONLY: post, for every operation now pending, a packet naming its OVERLAPPED under completion
+ * key 0, which no association ever has (a stale packet). Returns how many were posted.
+ */
+export function testOnlyPostStalePackets(): number {
+  if (portHandle === undefined) return 0;
+  let n = 0;
+  for (const address of pending.keys()) {
+    if (kernel32().PostQueuedCompletionStatus(portHandle, 5, 0n, BigInt(address))) n++;
+  }
+  return n;
+}
+
 /** What {@linkcode portStats} reports. */
 export interface PortStats {
   /** Operations still waiting for their packet. */
   pending: number;
-  /** Packets that matched no pending operation (always 0 unless an operation completed twice). */
+  /**
+   * Packets that matched no pending operation by both completion key and OVERLAPPED: counted and
+   * dropped (always 0 unless something posts a packet for an operation no longer pending).
+   */
   strayPackets: number;
   /** Whether the completion port is open. */
   open: boolean;
@@ -299,9 +344,9 @@ function dispatch(view: DataView, count: number) {
     const at = i * ENTRY_SIZE;
     const address = Number(view.getBigUint64(at + 8, true)); // lpOverlapped
     const op = pending.get(address);
-    if (!op) {
-      // Only a NULL wake-up post may lack an operation; anything else would be a second packet for
-      // an operation already completed inline (the double completion the module doc rules out).
+    if (!op || op.key !== Number(view.getBigUint64(at, true))) { // lpCompletionKey
+      // Only a NULL wake-up post may lack an operation; anything else is a packet for an operation
+      // no longer pending (a second packet, or one of a closed handle whose slot was reused).
       if (address !== 0) strays++;
       continue;
     }
