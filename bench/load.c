@@ -3,13 +3,16 @@
  * never the bottleneck. Built with gcc on Linux (Unix domain sockets) and with mingw for Windows
  * (named pipes, run under Wine here).
  *
- *   load -p PATH -t rtt|thr|conn|idle [-m] [-c CLIENTS] [-d SECONDS] [-w SECONDS] [-n IDLE] [-s STOPFILE]
+ *   load -p PATH -t rtt|thr|conn|idle [-m] [-c CLIENTS] [-d SECONDS] [-w SECONDS] [-W ROUND_TRIPS] [-n IDLE] [-s STOPFILE]
  *
  *   rtt   CLIENTS closed loops of: write a 64-byte request, read the 58-byte response
  *   thr   one closed loop of: write a 64 KiB message, read the 64 KiB echo and compare it whole
  *   conn  connect, one rtt round trip, disconnect, again
  *   idle  open IDLE connections (one round trip each so the server has surely accepted them),
  *         print "ready", hold them until STOPFILE exists, then close them
+ *
+ * -w and -W: the warm-up lasts at least SECONDS and at least ROUND_TRIPS round trips (all clients
+ * together), at most MAX_WARMUP_SECONDS, and ends early once no round trip completed for STALL_SECONDS.
  *
  * -m: message mode (SOCK_SEQPACKET; PIPE_READMODE_MESSAGE). Without it the server is a byte stream
  * and the client reads until the expected number of bytes arrived, so one request is still one
@@ -44,6 +47,7 @@ typedef int conn_t;
 #define MAX_CLIENTS 64
 #define STALL_SECONDS 5
 #define EXIT_STALLED 3
+#define MAX_WARMUP_SECONDS 20
 
 static const char *path;
 static int message_mode;
@@ -246,6 +250,7 @@ static void hold_idle(int n, const char *stopfile, double max_seconds) {
 
 int main(int argc, char **argv) {
   int clients = 1, idle = 1000;
+  long warm_ops = 0;
   double duration = 1, warmup = 0.2;
   const char *stopfile = NULL;
   strcpy(kind, "rtt");
@@ -258,11 +263,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "-c")) clients = atoi(v), i++;
     else if (!strcmp(a, "-d")) duration = atof(v), i++;
     else if (!strcmp(a, "-w")) warmup = atof(v), i++;
+    else if (!strcmp(a, "-W")) warm_ops = atol(v), i++;
     else if (!strcmp(a, "-n")) idle = atoi(v), i++;
     else if (!strcmp(a, "-s")) stopfile = v, i++;
     else die("unknown option");
   }
-  if (!path) die("usage: load -p PATH -t rtt|thr|conn|idle [-m] [-c N] [-d S] [-w S] [-n N] [-s FILE]");
+  if (!path) die("usage: load -p PATH -t rtt|thr|conn|idle [-m] [-c N] [-d S] [-w S] [-W N] [-n N] [-s FILE]");
   if (clients < 1 || clients > MAX_CLIENTS) die("-c must be 1..64");
   utf16(request, "Bench request from the C client", REQUEST_BYTES);
   utf16(expected, "Default response from server", RESPONSE_BYTES);
@@ -277,7 +283,15 @@ int main(int argc, char **argv) {
   thread_t threads[MAX_CLIENTS];
   for (int i = 0; i < clients; i++) threads[i] = start_thread(work, &workers[i]);
   /* Count between two snapshots, so connection set-up and warm-up stay out of the figure. */
+  double started = now();
   sleep_ms((int)(warmup * 1000));
+  long seen = total_ops(clients);
+  double progress = now();
+  while (seen < warm_ops && now() - started < MAX_WARMUP_SECONDS && now() - progress < STALL_SECONDS) {
+    sleep_ms(10);
+    long n = total_ops(clients);
+    if (n != seen) seen = n, progress = now();
+  }
   long before = total_ops(clients);
   double t0 = now();
   sleep_ms((int)(duration * 1000));
@@ -290,7 +304,7 @@ int main(int argc, char **argv) {
     if (!idle_clients) break;
     if (now() > give_up) {
       printf("stalled: %d of %d clients completed no round trip in %.1f s\n", idle_clients, clients,
-             warmup + seconds + STALL_SECONDS);
+             now() - started);
       fflush(stdout);
       exit(EXIT_STALLED); /* the stuck threads go with the process */
     }
