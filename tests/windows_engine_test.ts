@@ -199,3 +199,49 @@ Deno.test({
     assert.equal(port.portStats().strayPackets, strays + posted);
   },
 });
+
+Deno.test({
+  name: "a long message's read that races close() never calls PeekNamedPipe on the closed handle",
+  ignore,
+  async fn() {
+    // Spied on through the symbol table the engine calls (writable at run time, read-only in its type).
+    const k = (await import("../ffi/kernel32.ts")).kernel32() as unknown as Record<
+      "PeekNamedPipe" | "CloseHandle",
+      (h: bigint, ...rest: unknown[]) => number
+    >;
+    const { PeekNamedPipe, CloseHandle } = k;
+    const closed = new Set<bigint>();
+    const peeked: bigint[] = [];
+    k.CloseHandle = (h: bigint) => {
+      closed.add(BigInt(h));
+      return CloseHandle(h);
+    };
+    k.PeekNamedPipe = (h: bigint, ...rest: unknown[]) => {
+      if (closed.has(BigInt(h))) peeked.push(BigInt(h));
+      return PeekNamedPipe(h, ...rest);
+    };
+    try {
+      await using listener = listen({ name: uniqueName("peekclose"), bufferSize: 4096 });
+      for (let i = 0; i < 5; i++) {
+        const connecting = connect({ name: listener.path });
+        await using conn = await within(listener.accept(), 5000, "the accept");
+        await using client = await connecting;
+        const reading = conn.readMessage();
+        await new Promise((r) => setTimeout(r, 20)); // the read now waits in the kernel
+        closed.clear();
+        // The message lands in the waiting read (its first 4 KiB, ERROR_MORE_DATA) and close() starts
+        // in the same turn, before that read's packet is handled.
+        const writing = client.writeMessage(pattern(150_000)).catch(() => {});
+        const closing = conn.close();
+        await within(reading.then(() => {}, () => {}), 5000, "the read");
+        await closing;
+        await client.close();
+        await writing;
+      }
+    } finally {
+      k.PeekNamedPipe = PeekNamedPipe;
+      k.CloseHandle = CloseHandle;
+    }
+    assert.deepEqual(peeked, [], "PeekNamedPipe ran on a handle close() had closed");
+  },
+});

@@ -203,6 +203,9 @@ export class PipeConnection implements PipeConn {
     };
     append(buffer.subarray(0, c.bytes));
     while (c.error === ERROR_MORE_DATA) {
+      // close() may have run while this part was awaited: its handle is gone (the value may already
+      // name another object), so ask it nothing more.
+      if (this.#closing) throw closedError("read from", this.path);
       const left = this.#bytesLeftInMessage();
       if (have + left > this.#maxMessageSize || have > this.#maxMessageSize) {
         return this.#tooLarge(have + left);
