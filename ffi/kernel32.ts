@@ -159,6 +159,17 @@ const kernel32Symbols = {
     ],
     result: "i32", // BOOL
   },
+  /** The pipe's type (flags: PIPE_SERVER_END, PIPE_TYPE_MESSAGE), buffers and instance limit. */
+  GetNamedPipeInfo: {
+    parameters: [
+      "usize", // HANDLE hNamedPipe
+      "buffer", // LPDWORD lpFlags
+      "buffer", // LPDWORD lpOutBufferSize
+      "buffer", // LPDWORD lpInBufferSize
+      "buffer", // LPDWORD lpMaxInstances
+    ],
+    result: "i32", // BOOL
+  },
   SetNamedPipeHandleState: {
     parameters: [
       "usize", // HANDLE hNamedPipe
@@ -494,6 +505,7 @@ export const FILE_DIRECTORY_INFORMATION = 1; // FILE_INFORMATION_CLASS FileDirec
 // Win32 errors the engine branches on
 export const ERROR_FILE_NOT_FOUND = 2;
 export const ERROR_ACCESS_DENIED = 5;
+export const ERROR_INVALID_PARAMETER = 87;
 export const ERROR_BROKEN_PIPE = 109;
 export const ERROR_SEM_TIMEOUT = 121;
 export const ERROR_INSUFFICIENT_BUFFER = 122;

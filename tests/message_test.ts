@@ -155,3 +155,28 @@ Deno.test("read() in message mode returns a long message in pieces", async () =>
   }
   assert.deepEqual(new Uint8Array(got), message);
 });
+
+Deno.test("connect() refuses a maxMessageSize that is not an integer from 0 to 2^31-1 with RangeError", async () => {
+  await using server = serve({ name: uniqueName("clientmaxcheck") });
+  for (const maxMessageSize of [NaN, -1, 1.5, Infinity, 2 ** 31]) {
+    await assert.rejects(
+      connect({ name: server.listener.path, maxMessageSize, timeout: 1000 }),
+      RangeError,
+      `maxMessageSize ${maxMessageSize}`,
+    );
+  }
+});
+
+Deno.test("a message-mode client of a byte-mode server fails with TypeError saying the server is in byte mode", async () => {
+  await using server = serve({ name: uniqueName("modemismatch"), mode: "byte" });
+  await assert.rejects(
+    connect({ name: server.listener.path, mode: "message", timeout: 1000 }),
+    (error: Error) => error instanceof TypeError && /server is in byte mode/.test(error.message),
+  );
+  // The same server still serves a client of its own mode.
+  await using client = await connect({ name: server.listener.path, mode: "byte" });
+  await client.writeMessage(pattern(5));
+  const got = new Uint8Array(5);
+  assert.equal(await within(client.read(got), 5000, "the byte echo"), 5);
+  assert.deepEqual(got, pattern(5));
+});

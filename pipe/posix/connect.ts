@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { EAGAIN, ECONNREFUSED, EINTR, ENOENT, errno, libc } from "../../ffi/libc.ts";
+import { EAGAIN, ECONNREFUSED, EINTR, ENOENT, EPROTOTYPE, errno, libc } from "../../ffi/libc.ts";
 import { errnoError, pipeError } from "../errors.ts";
 import { checkSignal, sleep } from "../abort.ts";
 import type { ConnectOptions, PipeConn } from "../types.ts";
@@ -75,6 +75,17 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
           "connect to",
           path,
           `all pipe instances are busy (${code})`,
+          code,
+        );
+      }
+      if (code === EPROTOTYPE) {
+        // A seqpacket client of a stream server or the reverse: say which, as Windows does.
+        const other = mode === "message" ? "byte" : "message";
+        throw pipeError(
+          TypeError,
+          "connect to",
+          path,
+          `the pipe is of the other mode: the server is in ${other} mode (connect with mode "${other}")`,
           code,
         );
       }

@@ -17,6 +17,7 @@
 import {
   ERROR_BROKEN_PIPE,
   ERROR_FILE_NOT_FOUND,
+  ERROR_INVALID_PARAMETER,
   ERROR_NO_DATA,
   ERROR_PIPE_BUSY,
   ERROR_PIPE_NOT_CONNECTED,
@@ -26,6 +27,7 @@ import {
   kernel32,
   OPEN_EXISTING,
   PIPE_READMODE_MESSAGE,
+  PIPE_TYPE_MESSAGE,
   SECURITY_IDENTIFICATION,
   SECURITY_SQOS_PRESENT,
 } from "../../ffi/kernel32.ts";
@@ -37,7 +39,7 @@ import { associate } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
 import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 import { checkServer, serverIdentity } from "./identity.ts";
-import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
+import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, INT_MAX } from "../options.ts";
 import { pipePath } from "./path.ts";
 import { currentUserSid } from "./security.ts";
 
@@ -58,6 +60,10 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
   if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  // NaN would disable the limit (every comparison with it is false): the same check as POSIX.
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > INT_MAX) {
+    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
+  }
   const name = wide(path);
   checkSignal(options.signal);
   const deadline = Date.now() + timeout;
@@ -85,6 +91,19 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
     peer = serverIdentity(handle, path);
     checkServer(peer, options, currentUserSid(), path);
     if (mode === "message") {
+      // A byte-type pipe cannot be read in message mode: SetNamedPipeHandleState would only say
+      // "invalid parameter" (87). Ask the pipe its type and say what is wrong, as a TypeError like
+      // the POSIX backend's EPROTOTYPE.
+      const flags = new Uint32Array(1);
+      if (k.GetNamedPipeInfo(handle, flags, null, null, null) && !(flags[0] & PIPE_TYPE_MESSAGE)) {
+        throw pipeError(
+          TypeError,
+          "connect to",
+          path,
+          'the pipe is of the other mode: the server is in byte mode (connect with mode "byte")',
+          ERROR_INVALID_PARAMETER,
+        );
+      }
       // The server end is PIPE_READMODE_MESSAGE; the client end starts in byte read mode.
       if (!k.SetNamedPipeHandleState(handle, new Uint32Array([PIPE_READMODE_MESSAGE]), null, null)) {
         throw win32Error(k.GetLastError(), "set message mode on", path);
