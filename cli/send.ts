@@ -84,6 +84,8 @@ export async function send(options: SendOptions = {}): Promise<SendSummary> {
   const conn = await connect({
     name: options.name ?? HELLO_PIPE_NAME,
     server: options.server ?? ".",
+    // The user named the machine: a one-shot command may block while Windows reaches it.
+    allowRemote: true,
     mode: options.mode ?? "message",
     timeout: options.timeout ?? 5000,
     maxMessageSize: options.maxMessageSize,

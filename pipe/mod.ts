@@ -6,6 +6,7 @@
  */
 import * as posix from "./posix/mod.ts";
 import * as windows from "./windows/mod.ts";
+import { pipeError } from "./errors.ts";
 import type {
   Access,
   AllowList,
@@ -21,12 +22,32 @@ import type {
 const backend = Deno.build.os === "windows" ? windows : posix;
 
 /**
+ * Pipes are refused inside a Worker: terminating one while an operation is pending frees the buffers
+ * the kernel still writes into (Windows: an OVERLAPPED and its data; Linux: the poller's
+ * `epoll_wait` array), and nothing can wait for that I/O to drain before the Worker goes.
+ */
+function refuseWorker(action: string, name: string): void {
+  const scope = (globalThis as { WorkerGlobalScope?: abstract new () => unknown }).WorkerGlobalScope;
+  if (scope !== undefined && globalThis instanceof scope) {
+    throw pipeError(
+      Deno.errors.NotSupported,
+      action,
+      name,
+      "pipes cannot be used inside a Worker (a terminated Worker would leave the kernel writing into " +
+        "freed buffers): use them from the main thread",
+    );
+  }
+}
+
+/**
  * Create a named pipe server (Windows `CreateNamedPipeW`; POSIX a Unix socket) and start
  * listening. The first instance exists when this returns.
  * @throws {Deno.errors.AddrInUse} when the name is already served
  * @throws {Deno.errors.PermissionDenied} when the name is taken by someone we may not touch
+ * @throws {Deno.errors.NotSupported} inside a Worker (see the README's engine section)
  */
 export function listen(options: ListenOptions): PipeListener {
+  refuseWorker("listen on", options.name);
   return backend.listen(options);
 }
 
@@ -34,8 +55,15 @@ export function listen(options: ListenOptions): PipeListener {
  * Connect to a named pipe server, waiting up to `timeout` ms for a missing or busy pipe.
  * @throws {Deno.errors.NotFound} when no server appeared in time
  * @throws {Deno.errors.TimedOut} when every instance stayed busy
+ * @throws {Deno.errors.NotSupported} inside a Worker, and on Windows for a remote pipe unless
+ *   `allowRemote` is true
  */
 export function connect(options: ConnectOptions): Promise<PipeConn> {
+  try {
+    refuseWorker("connect to", options.name);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   return backend.connect(options);
 }
 

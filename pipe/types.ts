@@ -198,6 +198,13 @@ export interface ConnectOptions {
   name: string;
   /** Windows server name for `\\SERVER\pipe\NAME`. Default `"."` (this machine). */
   server?: string;
+  /**
+   * Windows: connect to a pipe on another machine (`server`, or a `\\SERVER\pipe\NAME` name).
+   * Default false: a remote pipe is refused with `Deno.errors.NotSupported`, because Windows opens it
+   * synchronously over the network, which blocks the JS thread (timers, other pipes) for the
+   * network's timeout, whatever `timeout` says. POSIX has no remote pipes.
+   */
+  allowRemote?: boolean;
   /** Default `"message"` (read mode message). */
   mode?: PipeMode;
   /** How long to wait for a missing or busy pipe, in milliseconds. Default 2000. */

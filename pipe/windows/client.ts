@@ -7,6 +7,10 @@
  * (`WaitNamedPipeW` would block it, and rejects `\\?\pipe\` names, libuv#3914). `signal` ends that
  * wait between attempts (`CreateFileW` itself does not wait).
  *
+ * A remote path (`\\SERVER\pipe\NAME`) is refused unless `allowRemote: true`: `CreateFileW` and
+ * the calls after it then wait for the network on the JS thread, and `timeout` only bounds the
+ * retries between them.
+ *
  * Before anything is sent, the pipe's owner (`GetSecurityInfo` on our handle: the account that
  * created the pipe) must be this user, SYSTEM or Administrators, or the caller's `serverUser`;
  * otherwise the handle is closed and `connect()` fails with `PermissionDenied` naming the owner.
@@ -40,7 +44,7 @@ import { PipeConnection } from "./connection.ts";
 import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 import { checkServer, serverIdentity } from "./identity.ts";
 import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, INT_MAX } from "../options.ts";
-import { pipePath } from "./path.ts";
+import { pipePath, refuseRemote } from "./path.ts";
 import { currentUserSid } from "./security.ts";
 
 const ACCESS = (GENERIC_READ | GENERIC_WRITE) >>> 0;
@@ -53,6 +57,7 @@ const FLAGS = (FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFIC
  */
 export async function connect(options: ConnectOptions): Promise<PipeConn> {
   const path = pipePath(options.name, options.server ?? ".");
+  refuseRemote(path, "connect to", options.allowRemote);
   const mode = options.mode ?? "message";
   if (mode !== "message" && mode !== "byte") {
     throw pipeError(TypeError, "connect to", path, `unknown mode "${mode}" (expected "message" or "byte")`);

@@ -40,7 +40,7 @@ import type { ListOptions, PipeInfo, WaitOptions } from "../types.ts";
 import { DEFAULT_CONNECT_TIMEOUT } from "../options.ts";
 import { pollUntilAvailable, type Presence } from "../wait_loop.ts";
 import { adopt, closeHandle, isValid } from "./handles.ts";
-import { pipePath } from "./path.ts";
+import { pipePath, refuseRemote } from "./path.ts";
 
 const PIPE_DIRECTORY = "\\\\.\\pipe\\";
 /** `FILE_DIRECTORY_INFORMATION` field offsets (x64). */
@@ -154,6 +154,7 @@ function probe(path: string): Presence {
  */
 export async function waitForPipe(options: WaitOptions): Promise<void> {
   const path = pipePath(options.name);
+  refuseRemote(path, "wait for"); // WaitNamedPipeW would wait for the network on the JS thread
   await pollUntilAvailable(
     path,
     options.timeout ?? DEFAULT_CONNECT_TIMEOUT,

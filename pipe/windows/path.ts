@@ -4,6 +4,30 @@
  *
  * @module
  */
+import { pipeError } from "../errors.ts";
+
+/** True for a pipe on another machine: a server other than `.` (or the `\\?\` prefix). */
+export function isRemote(path: string): boolean {
+  const server = path.slice(2, path.indexOf("\\", 2));
+  return server !== "." && server !== "?";
+}
+
+/**
+ * Refuse a remote path unless the caller allowed it: `CreateFileW`, `SetNamedPipeHandleState`,
+ * `PeekNamedPipe` and `WaitNamedPipeW` on `\\SERVER\pipe\X` are synchronous and wait for the
+ * network (SMB), so they would block the JS thread for the network's timeout, beyond any `timeout`.
+ * @throws {Deno.errors.NotSupported} for a remote path when `allow` is not true
+ */
+export function refuseRemote(path: string, action: string, allow = false): void {
+  if (allow || !isRemote(path)) return;
+  throw pipeError(
+    Deno.errors.NotSupported,
+    action,
+    path,
+    "remote pipes are refused: their Win32 calls block the JS thread for the network's timeout" +
+      (action === "connect to" ? " (pass allowRemote: true to accept that)" : ""),
+  );
+}
 
 /**
  * The full pipe path for `name`.
