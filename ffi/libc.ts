@@ -308,6 +308,25 @@ const symbols = {
     result: "i32", // int count
     nonblocking: true,
   },
+  /**
+   * `long syscall(long number, ...)` (glibc 2.2.5) for `epoll_pwait2` (Linux 5.11, number
+   * {@linkcode SYS_EPOLL_PWAIT2} on every architecture; glibc wraps it only from 2.35): `epoll_wait`
+   * with a `struct timespec` timeout, so the JS thread can wait a bounded number of microseconds.
+   * `-1` with `ENOSYS` on older kernels.
+   */
+  epoll_pwait2: {
+    name: "syscall",
+    parameters: [
+      "i64", // long number (SYS_epoll_pwait2)
+      "i32", // int epfd
+      "buffer", // struct epoll_event *events
+      "i32", // int maxevents
+      "buffer", // const struct timespec *timeout
+      "pointer", // const sigset_t *sigmask (NULL)
+      "usize", // size_t sigsetsize
+    ],
+    result: "i64", // long count, or -1
+  },
   /** glibc 2.7. */
   eventfd: {
     parameters: [
@@ -439,6 +458,9 @@ export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 
 export const ENOENT = 2;
+export const ENOSYS = 38;
+/** `epoll_pwait2`'s number in the generic syscall table, shared by x86_64 and aarch64. */
+export const SYS_EPOLL_PWAIT2 = 441n;
 export const EINTR = 4;
 export const ENOMEM = 12;
 export const EAGAIN = 11;

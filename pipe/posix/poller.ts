@@ -7,7 +7,15 @@
  * missed: the call and the registration of the waiter happen in one synchronous step on the JS thread.
  *
  * Before blocking, ready events are drained by a zero-timeout `epoll_wait` on the JS thread, which
- * is much cheaper than a round trip through a worker thread. The blocking wait runs only while some
+ * is much cheaper than a round trip through a worker thread. When nothing is ready, the JS thread
+ * itself waits a little (`epoll_pwait2`, at most {@linkcode JS_WAIT_US} µs) before the wait moves to
+ * a worker thread: a peer in a request/response exchange usually answers within that time, and the
+ * hand-off to the worker and its wake-up of the JS thread (two more context switches, often across
+ * CPUs) are what one round trip cost above Node's. That wait comes only after a `setImmediate`, so
+ * timers and every other task of the event loop run between two of them (`tests/fairness_test.ts`);
+ * after a wait that timed out, the next ones go straight to the worker for a while (doubling back-off).
+ * It is skipped while only unref'd sockets wait, and where the kernel lacks `epoll_pwait2` (Linux
+ * 5.11). The blocking wait runs only while some
  * operation waits; when the last waiter goes away (its socket was closed), an eventfd in the set wakes
  * the blocked call, so an idle program exits and a finished test leaves no pending operation. When
  * the last socket is gone, the epoll instance and the eventfd are closed too.
@@ -21,6 +29,7 @@
 import {
   EFD_CLOEXEC,
   EFD_NONBLOCK,
+  ENOSYS,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
@@ -35,7 +44,9 @@ import {
   EPOLLRDHUP,
   errno,
   libc,
+  SYS_EPOLL_PWAIT2,
 } from "../../ffi/libc.ts";
+import { setImmediate } from "node:timers";
 import { errnoError } from "../errors.ts";
 import { onAbort } from "../abort.ts";
 import { setOpRef } from "../keep_alive.ts";
@@ -44,6 +55,10 @@ import { setOpRef } from "../keep_alive.ts";
 const BATCH = 128;
 /** Zero-timeout drains in a row before going through the event loop, so timers are not starved. */
 const MAX_SPINS = 32;
+/** How long the JS thread waits for readiness itself before the wait moves to a worker thread. */
+const JS_WAIT_US = 200;
+/** After a JS-thread wait that timed out, at most this many waits in a row go straight to the worker. */
+const MAX_JS_WAIT_BACKOFF = 64;
 /** The eventfd's token in the epoll set; sockets count from 1. */
 const WAKE_TOKEN = 0;
 
@@ -93,6 +108,14 @@ class Poller {
   #waitRefd = true;
   #scheduled = false;
   #spins = 0;
+  /** A `setImmediate` is pending, after which the JS thread waits itself. */
+  #yielding = false;
+  /** Waits that go to the worker thread before the JS thread waits again, and the next back-off. */
+  #jsWaitSkip = 0;
+  #jsWaitBackoff = 1;
+  #jsWaitSupported = true;
+  /** `struct timespec` of the JS-thread wait. */
+  #jsWaitTimeout = new Uint8Array(new BigInt64Array([0n, BigInt(JS_WAIT_US * 1000)]).buffer);
   #drainEvents = new Uint8Array(BATCH * EPOLL_EVENT_SIZE);
   #drainView = new DataView(this.#drainEvents.buffer);
   #blockEvents = new Uint8Array(BATCH * EPOLL_EVENT_SIZE);
@@ -277,7 +300,7 @@ class Poller {
 
   #pump(): void {
     this.#scheduled = false;
-    if (this.#blocked || this.#waiting === 0 || this.#epfd < 0) return;
+    if (this.#blocked || this.#yielding || this.#waiting === 0 || this.#epfd < 0) return;
     if (this.#spins < MAX_SPINS) {
       const count = libc().epoll_wait(this.#epfd, this.#drainEvents, BATCH, 0);
       if (count > 0) {
@@ -288,6 +311,45 @@ class Poller {
       }
     }
     this.#spins = 0;
+    if (this.#jsWaitSupported && this.#refWaiting > 0) {
+      if (this.#jsWaitSkip === 0) {
+        this.#yielding = true;
+        setImmediate(() => this.#jsWait());
+        return;
+      }
+      this.#jsWaitSkip--;
+    }
+    this.#blocked = this.#block();
+  }
+
+  /** The JS thread's own bounded wait (after a turn of the event loop); then the worker's. */
+  #jsWait(): void {
+    this.#yielding = false;
+    if (this.#blocked || this.#waiting === 0 || this.#epfd < 0) return;
+    const count = Number(
+      libc().epoll_pwait2(
+        SYS_EPOLL_PWAIT2,
+        this.#epfd,
+        this.#drainEvents,
+        BATCH,
+        this.#jsWaitTimeout,
+        null,
+        0n,
+      ),
+    );
+    if (count > 0) {
+      this.#jsWaitBackoff = 1;
+      this.#dispatch(this.#drainView, count);
+      this.#schedule();
+      return;
+    }
+    if (count === 0) {
+      this.#jsWaitSkip = this.#jsWaitBackoff;
+      this.#jsWaitBackoff = Math.min(this.#jsWaitBackoff * 2, MAX_JS_WAIT_BACKOFF);
+    } else if (errno() === ENOSYS) {
+      this.#jsWaitSupported = false;
+    }
+    // Timed out (or EINTR): the worker thread takes over the wait.
     this.#blocked = this.#block();
   }
 
