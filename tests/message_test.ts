@@ -3,7 +3,7 @@
  * zero lengths, the size limit, and byte mode. The same file runs on Windows (kernel32) and Linux.
  */
 import assert from "node:assert/strict";
-import { connect } from "../mod.ts";
+import { connect, listen } from "../mod.ts";
 import { pattern, serve, uniqueName, within } from "./_pipes.ts";
 import { largestMessage } from "./_send_limit.ts";
 
@@ -179,4 +179,32 @@ Deno.test("a message-mode client of a byte-mode server fails with TypeError sayi
   const got = new Uint8Array(5);
   assert.equal(await within(client.read(got), 5000, "the byte echo"), 5);
   assert.deepEqual(got, pattern(5));
+});
+
+Deno.test({
+  name: "a 64 MiB message to a 1 MiB limit is refused after its first part, without growing memory, " +
+    "and its writer sees BrokenPipe (Windows: a POSIX seqpacket send that large fails at the writer)",
+  ignore: Deno.build.os !== "windows",
+  async fn() {
+    const { portStats } = await import("../pipe/windows/completion_port.ts");
+    await using listener = listen({ name: uniqueName("farover"), maxMessageSize: 1024 * 1024 });
+    const connecting = connect({ name: listener.path });
+    await using conn = await within(listener.accept(), 5000, "the accept");
+    await using client = await connecting;
+    const huge = pattern(64 * 1024 * 1024, 3);
+    const rss = Deno.memoryUsage().rss;
+    const moreData = portStats().inlineMoreData;
+    // Written before the read: the server's first ReadFile meets ERROR_MORE_DATA at once, and
+    // PeekNamedPipe then tells how much is left: far over the limit, so nothing more is read.
+    const writing = client.writeMessage(huge).then(() => undefined, (e) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    const error = await within(conn.readMessage().then(() => undefined, (e) => e), 10_000, "the refusal");
+    assert.ok(error instanceof RangeError, `${error}`);
+    assert.match(error.message, /message of at least 67108864 bytes exceeds maxMessageSize 1048576/);
+    assert.ok(portStats().inlineMoreData > moreData, "the first read did not meet ERROR_MORE_DATA inline");
+    const grew = Deno.memoryUsage().rss - rss;
+    assert.ok(grew < 16 * 1024 * 1024, `the reader's process grew by ${(grew / 2 ** 20).toFixed(1)} MiB`);
+    const writeError = await within(writing, 10_000, "the writer's failure");
+    assert.ok(writeError instanceof Deno.errors.BrokenPipe, `the writer got ${writeError}`);
+  },
 });
