@@ -14,8 +14,11 @@
  *    and slot addresses are both recycled), and a packet completes an operation only when its key
  *    and its OVERLAPPED both match; any other packet is counted as a stray, never misattributed.
  * 4. Packets are taken in batches: first with a zero-timeout `GetQueuedCompletionStatusEx` on the JS
- *    thread, and only when nothing is ready with ONE `nonblocking` call on Deno's pool. The wait runs
- *    only while something is pending, so an idle program exits.
+ *    thread; when nothing is ready, after a `setImmediate`, with a wait of at most
+ *    {@linkcode JS_WAIT_MS} on the JS thread itself (a peer that answers within it saves the hand-off
+ *    to a pool thread and its wake-up of the JS thread); and only then with ONE `nonblocking` call on
+ *    Deno's pool. After a JS-thread wait that timed out, the next ones go straight to the pool for a
+ *    while (doubling back-off). The wait runs only while something is pending, so an idle program exits.
  * 5. Cancelling one operation (an `AbortSignal` given to {@linkcode submit}) is
  *    `CancelIoEx(handle, itsOverlapped)`: only that operation ends, with `ERROR_OPERATION_ABORTED`
  *    (or its real result, if it won the race), and its OVERLAPPED and buffer stay in `#pending` until
@@ -54,6 +57,7 @@ import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 import { win32Error } from "../errors.ts";
 import { onAbort } from "../abort.ts";
 import { setOpRef } from "../keep_alive.ts";
+import { setImmediate } from "node:timers";
 
 /** How an overlapped operation ended: a Win32 error (0 = success) and the bytes transferred. */
 export interface Completion {
@@ -413,6 +417,40 @@ function mustYield(): boolean {
   return true;
 }
 
+/**
+ * How long the JS thread waits for packets itself before the wait moves to Deno's pool. On Windows a
+ * wait that times out may last up to a timer tick (15.6 ms by default); the back-off makes that rare
+ * for a connection whose peer is slow to answer.
+ */
+const JS_WAIT_MS = 1;
+/** After a JS-thread wait that timed out, at most this many waits in a row go straight to the pool. */
+const MAX_JS_WAIT_BACKOFF = 64;
+let jsWaitSkip = 0;
+let jsWaitBackoff = 1;
+
+/**
+ * The JS thread's own bounded wait, after a `setImmediate` (so timers and other tasks run between two
+ * of them): a peer in a request/response exchange usually answers within it, which saves the hand-off
+ * to a pool thread and that thread's wake-up of the JS thread. True when it dequeued packets
+ * (dispatched); false when the pool should wait (timed out: back off, doubling).
+ */
+async function jsWait(p: Handle): Promise<boolean> {
+  if (refPending === 0) return false;
+  if (jsWaitSkip > 0) {
+    jsWaitSkip--;
+    return false;
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  if (kernel32().GetQueuedCompletionStatusEx(p, syncEntries, BATCH, syncRemoved, JS_WAIT_MS, 0)) {
+    jsWaitBackoff = 1;
+    dispatch(syncView, syncRemoved[0]);
+    return true;
+  }
+  jsWaitSkip = jsWaitBackoff;
+  jsWaitBackoff = Math.min(jsWaitBackoff * 2, MAX_JS_WAIT_BACKOFF);
+  return false;
+}
+
 async function run() {
   running = true;
   const k = kernel32();
@@ -426,6 +464,11 @@ async function run() {
         // Packets ready on every dequeue (a peer that always has data) must not starve the event loop.
         if (mustYield()) await turn;
         else await settle();
+        continue;
+      }
+      if (await jsWait(p)) {
+        if (pending.size === 0) break;
+        await settle();
         continue;
       }
       const op = k.GetQueuedCompletionStatusExBlocking(p, asyncEntries, BATCH, asyncRemoved, INFINITE, 0);
