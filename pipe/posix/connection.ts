@@ -330,6 +330,36 @@ export class PosixConn implements PipeConn {
     );
   }
 
+  /** Whether {@linkcode PosixConn.detach} may hand the socket over now: open and idle. */
+  get detachable(): boolean {
+    const registration = this.#registration;
+    return !this.closed && this.#writing === 0 && this.#leftover === null && !this.#writeClosed &&
+      registration.readers.length === 0 && registration.writers.length === 0;
+  }
+
+  /**
+   * Hand the socket over to the relay's copy thread: it leaves the poller and this object reads as
+   * closed, but the descriptor stays open. The new owner closes it, then calls `release` (the
+   * listener counts its instances by it). Null unless {@linkcode PosixConn.detachable}: a write
+   * queued, part of a message unread or writing closed is state only this object can go on from.
+   */
+  detach(): { fd: number; maxMessageSize: number; release: () => void } | null {
+    if (!this.detachable) return null;
+    const registration = this.#registration;
+    poller.unregister(registration);
+    const onClose = this.#onClose;
+    this.#onClose = undefined;
+    const fd = this.#fd;
+    return {
+      fd,
+      maxMessageSize: this.#maxMessageSize,
+      release: () => {
+        closeFd(fd);
+        onClose?.();
+      },
+    };
+  }
+
   /** Close the socket. Data already sent stays readable by the peer. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -212,7 +212,7 @@ function growScratch(size: number): void {
  */
 export function receiveMessage(fd: number, maxSize: number, expect = 0): Received {
   if (expect >= DIRECT_MIN && expect <= maxSize && maxSize <= EAGER_RECEIVE_LIMIT) {
-    return receiveDirect(fd, maxSize, expect);
+    return receiveDirect(fd, maxSize, new Uint8Array(new ArrayBuffer(expect)), false);
   }
   let room = maxSize;
   if (maxSize > EAGER_RECEIVE_LIMIT) {
@@ -245,14 +245,27 @@ function emptyOrEnd(): Received {
 const DIRECT_MIN = 4096;
 
 /**
- * {@linkcode receiveMessage} for a message expected to be `expect` bytes: `recvmsg` scatters into a
- * fresh array of `expect` bytes first and the scratch buffer after it, so a message of the expected
- * size is returned with no copy, and any other size still arrives whole (and is copied once).
+ * {@linkcode receiveMessage} into a buffer the caller reuses (the relay's copy thread): a message
+ * that fits is returned as a view of `into`, valid until the next receive into it, with no
+ * allocation; a longer one (up to `maxSize`) still arrives whole, in a new array.
  */
-function receiveDirect(fd: number, maxSize: number, expect: number): Received {
+export function receiveMessageInto(fd: number, maxSize: number, into: Uint8Array<ArrayBuffer>): Received {
+  if (into.length < 1 || into.length > maxSize || maxSize > EAGER_RECEIVE_LIMIT) {
+    return receiveMessage(fd, maxSize);
+  }
+  return receiveDirect(fd, maxSize, into, true);
+}
+
+/**
+ * {@linkcode receiveMessage} for a message expected to be `data.length` bytes: `recvmsg` scatters
+ * into `data` first and the scratch buffer after it, so a message of that size is returned with no
+ * copy, and any other size still arrives whole (and is copied once). With `view`, a shorter message
+ * is returned as a view of `data` rather than a copy.
+ */
+function receiveDirect(fd: number, maxSize: number, data: Uint8Array<ArrayBuffer>, view: boolean): Received {
+  const expect = data.length;
   const rest = maxSize - expect;
   if (scratch.length < Math.max(rest, 1)) growScratch(Math.max(rest, 1));
-  const data = new Uint8Array(new ArrayBuffer(expect));
   vectorView.setBigUint64(0, address(data), true); // iov[0].iov_base
   vectorView.setBigUint64(8, BigInt(expect), true); // iov[0].iov_len
   vectorView.setBigUint64(24, BigInt(rest), true); // iov[1].iov_len
@@ -267,7 +280,7 @@ function receiveDirect(fd: number, maxSize: number, expect: number): Received {
   if (n > maxSize) return { kind: "too large", size: n };
   if (n === 0) return emptyOrEnd();
   if (n === expect) return { kind: "message", data };
-  if (n < expect) return { kind: "message", data: data.slice(0, n) };
+  if (n < expect) return { kind: "message", data: view ? data.subarray(0, n) : data.slice(0, n) };
   const whole = new Uint8Array(new ArrayBuffer(n));
   whole.set(data);
   whole.set(scratch.subarray(0, n - expect), expect);
