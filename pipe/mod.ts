@@ -18,6 +18,7 @@ import type {
   PipeListener,
   WaitOptions,
 } from "./types.ts";
+import type { RelayOptions, RelayResult } from "./relay.ts";
 
 const backend = Deno.build.os === "windows" ? windows : posix;
 
@@ -65,6 +66,22 @@ export function connect(options: ConnectOptions): Promise<PipeConn> {
     return Promise.reject(error);
   }
   return backend.connect(options);
+}
+
+/**
+ * Relay between two connections of this backend by the backend's own means, when it has one (POSIX:
+ * a copy thread); null when the caller should copy over streams. Used by {@linkcode relay}.
+ * @param a the first connection
+ * @param b the second connection
+ * @param options the end-of-stream rules
+ * @returns how the relay ended, or null
+ */
+export function relayConnections(
+  a: PipeConn,
+  b: PipeConn,
+  options: RelayOptions,
+): Promise<RelayResult | null> {
+  return backend.relayConnections(a, b, options);
 }
 
 /** Native handles (Windows) or descriptors (POSIX) the engine holds open now: for leak checks. */

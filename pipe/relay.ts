@@ -30,6 +30,7 @@
  *
  * @module
  */
+import { relayConnections } from "./mod.ts";
 import type { PipeConn } from "./types.ts";
 
 /** One side of a relay: what is read from it, where the other side's data goes, how to close it. */
@@ -44,6 +45,12 @@ export interface RelayEnd {
   readonly messages: boolean;
   /** Close both directions and release the resource; idempotent, never rejects. */
   close(): Promise<void>;
+  /**
+   * The pipe connection behind this end, if any: when both ends have one, {@linkcode relay} lets
+   * the backend copy between them by its own means (on Linux, a copy thread that the kernel wakes
+   * directly), with the same rules.
+   */
+  readonly conn?: PipeConn;
 }
 
 /** What one side's end of stream does; see the module doc. */
@@ -88,6 +95,10 @@ export interface RelayResult {
  */
 export async function relay(a: RelayEnd, b: RelayEnd, options: RelayOptions = {}): Promise<RelayResult> {
   const { eof = "auto", emptyMessage = "eof", linger, signal } = options;
+  if (a.conn && b.conn) {
+    const result = await relayConnections(a.conn, b.conn, options);
+    if (result) return result;
+  }
   const started = performance.now();
   const result: RelayResult = { bytes: [0, 0], chunks: [0, 0], ms: 0, ended: [false, false] };
   const ends = [a, b] as const;
@@ -163,6 +174,7 @@ export function pipeRelayEnd(conn: PipeConn): RelayEnd {
       halfClose: Deno.build.os !== "windows",
       messages,
       close,
+      conn,
     };
   }
   return {
@@ -182,5 +194,6 @@ export function pipeRelayEnd(conn: PipeConn): RelayEnd {
     halfClose: true,
     messages,
     close,
+    conn,
   };
 }

@@ -34,6 +34,7 @@ import { poller } from "./poller.ts";
 export { pipePath };
 export { listPipes, waitForPipe } from "./directory.ts";
 export { allowOnly } from "./identity.ts";
+export { relayConnections } from "./relay_fds.ts";
 
 /** Whether this call goes to Deno's own sockets (macOS byte mode) rather than the libc engine. */
 function checkPlatform(mode: PipeMode | undefined, action: string, name: string): boolean {

@@ -15,6 +15,15 @@ export { openHandleCount } from "./handles.ts";
 export { pipePath } from "./path.ts";
 
 /**
+ * Windows relays copy over the connections' streams: overlapped I/O already completes on the one
+ * port, with no thread of its own to save. See the POSIX twin.
+ * @returns null: the caller copies over streams
+ */
+export function relayConnections(): Promise<null> {
+  return Promise.resolve(null);
+}
+
+/**
  * Create the first pipe instance (and the other listening ones) and return the server.
  * @throws {Deno.errors.AddrInUse} when the name is already served
  */
