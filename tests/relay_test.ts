@@ -449,14 +449,14 @@ const eofCases: {
     mode: "message",
     answer: "reply:hello",
     seen: ["hello", ""],
-    why: "the TCP half-close reaches the pipe as a zero-length message, and its answer comes back",
+    why: "the client's half-close reaches the pipe as a zero-length message, and its answer comes back",
   },
   {
     rule: "close",
     mode: "message",
     answer: "",
     seen: ["hello", "closed"],
-    why: "the TCP half-close closes both sides: the pipe is closed, no answer",
+    why: "the client's half-close closes both sides: the pipe is closed, no answer",
   },
   {
     rule: "auto",
@@ -476,40 +476,75 @@ const eofCases: {
   },
 ];
 
-for (const { rule, mode, answer, seen, why } of eofCases) {
-  Deno.test(`relay --eof ${rule} with a ${mode}-mode pipe: ${why}`, async () => {
-    const backend = uniqueName("relay_eof");
-    await using recorded = recorder(backend, mode, true);
-    const port = freePort();
-    await using _relay = await startRelay([
-      "--eof",
-      rule,
-      `tcp-listen:${port}`,
-      `pipe:${backend},mode=${mode}`,
-    ]);
-    assert.equal(await tcpExchange(port, "hello"), answer);
-    await closedSeen(recorded);
-    assert.deepEqual(recorded.seen.slice(0, seen.length), seen);
-  });
+/**
+ * Connect to a message pipe, send `text`, half-close (a zero-length message), read until the relay
+ * ends the stream (end of stream, a zero-length message, or the pipe broken).
+ */
+async function pipeExchange(name: string, text: string): Promise<string> {
+  await using conn = await connect({ name, mode: "message" });
+  await conn.writeMessage(encoder.encode(text));
+  await conn.closeWrite();
+  let answer = "";
+  try {
+    for (let message; (message = await within(conn.readMessage(), WAIT_MS, "the relay's answer"));) {
+      if (message.length === 0) break;
+      answer += decoder.decode(message);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset)) {
+      throw error;
+    }
+  }
+  return answer;
 }
 
-Deno.test("relay --linger closes both sides that long after the first end, though the other never ends", async () => {
-  const backend = uniqueName("relay_linger");
-  await using recorded = recorder(backend, "message", false);
-  const port = freePort();
-  await using relay = await startRelay([
-    "--linger",
-    "500",
-    `tcp-listen:${port}`,
-    `pipe:${backend},mode=message`,
-  ]);
-  const started = performance.now();
-  assert.equal(await tcpExchange(port, "hello"), "");
-  const waited = performance.now() - started;
-  assert.ok(waited >= 450, `closed after ${waited} ms`);
-  await relay.waitFor(/: 5 bytes in, 0 bytes back/);
-  assert.deepEqual(recorded.seen.slice(0, 2), ["hello", ""]);
-});
+/**
+ * The client's side of an end-of-stream case: over TCP (a half-close), or through a message pipe
+ * (a zero-length message), which on Linux puts a pipe on both sides of the relay: the relay's copy
+ * thread, not its streams, applies the rules there.
+ */
+const fronts = {
+  tcp: () => {
+    const port = freePort();
+    return { endpoint: `tcp-listen:${port}`, exchange: (text: string) => tcpExchange(port, text) };
+  },
+  pipe: () => {
+    const name = uniqueName("relay_eof_front");
+    return {
+      endpoint: `pipe-listen:${name},mode=message`,
+      exchange: (text: string) => pipeExchange(name, text),
+    };
+  },
+};
+
+for (const { rule, mode, answer, seen, why } of eofCases) {
+  for (const [kind, front] of Object.entries(fronts)) {
+    Deno.test(`relay --eof ${rule} from a ${kind} client to a ${mode}-mode pipe: ${why}`, async () => {
+      const backend = uniqueName("relay_eof");
+      await using recorded = recorder(backend, mode, true);
+      const { endpoint, exchange } = front();
+      await using _relay = await startRelay(["--eof", rule, endpoint, `pipe:${backend},mode=${mode}`]);
+      assert.equal(await exchange("hello"), answer);
+      await closedSeen(recorded);
+      assert.deepEqual(recorded.seen.slice(0, seen.length), seen);
+    });
+  }
+}
+
+for (const [kind, front] of Object.entries(fronts)) {
+  Deno.test(`relay --linger closes both sides that long after the first end, though the other never ends (${kind} client)`, async () => {
+    const backend = uniqueName("relay_linger");
+    await using recorded = recorder(backend, "message", false);
+    const { endpoint, exchange } = front();
+    await using relay = await startRelay(["--linger", "500", endpoint, `pipe:${backend},mode=message`]);
+    const started = performance.now();
+    assert.equal(await exchange("hello"), "");
+    const waited = performance.now() - started;
+    assert.ok(waited >= 450, `closed after ${waited} ms`);
+    await relay.waitFor(/: 5 bytes in, 0 bytes back/);
+    assert.deepEqual(recorded.seen.slice(0, 2), ["hello", ""]);
+  });
+}
 
 for (const meaning of ["eof", "pass"] as const) {
   Deno.test(
@@ -538,6 +573,30 @@ for (const meaning of ["eof", "pass"] as const) {
     },
   );
 }
+
+Deno.test("relay works with only the permissions deno task compile bakes in", async () => {
+  // The compiled binary has exactly these flags: on Linux the relay's copy thread (a Worker) must
+  // start with them too.
+  const root = new URL("../", import.meta.url);
+  const { tasks } = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
+  const step = (tasks.compile as string).split("&&").find((s) =>
+    s.includes("x86_64-pc-windows-msvc") === windows
+  )!;
+  const denoFlags = step.split(/\s+/).filter((flag) => flag.startsWith("--allow-"));
+  const echo = uniqueName("relay_perm_echo");
+  await using _echo = serve({ name: echo, mode: "message" });
+  const front = uniqueName("relay_perm_front");
+  await using relay = new Cli(["relay", `pipe-listen:${front},mode=message`, `pipe:${echo},mode=message`], {
+    denoFlags,
+  });
+  await relay.waitFor(LISTENING);
+  await using client = await connect({ name: front, mode: "message" });
+  await client.writeMessage(encoder.encode("allowed"));
+  assert.equal(decoder.decode((await within(client.readMessage(), WAIT_MS, "the echo"))!), "allowed");
+  await client.close();
+  await relay.waitFor(/: 7 bytes in, 7 bytes back/);
+  assert.doesNotMatch(relay.stderr, /copy thread failed|PermissionDenied|Requires/, relay.stderr);
+});
 
 Deno.test("relay reports what it cannot do: exit 3 for a missing pipe, 2 for bad endpoints, 5 for a port in use", async () => {
   await using missing = new Cli(["relay", "--timeout", "200", "-", `pipe:${uniqueName("relay_missing")}`], {
