@@ -199,7 +199,8 @@ export interface ConnectOptions {
   /** Windows server name for `\\SERVER\pipe\NAME`. Default `"."` (this machine). */
   server?: string;
   /**
-   * Windows: connect to a pipe on another machine (`server`, or a `\\SERVER\pipe\NAME` name).
+   * Windows: connect to a pipe on another machine (`server`, or a `\\SERVER\pipe\NAME` name; any
+   * server but `.`, `localhost` included, which Windows also reaches through SMB as a remote client).
    * Default false: a remote pipe is refused with `Deno.errors.NotSupported`, because Windows opens it
    * synchronously over the network, which blocks the JS thread (timers, other pipes) for the
    * network's timeout, whatever `timeout` says. POSIX has no remote pipes.
