@@ -87,9 +87,12 @@ export async function relayCommand(options: RelayCommandOptions): Promise<RelayS
   }
   for (const endpoint of [from, to]) {
     if (endpoint.kind.startsWith("unix") && Deno.build.os === "windows") {
-      // The library's names are pipes there, and Deno has no AF_UNIX sockets on Windows.
+      // Windows has AF_UNIX (10 1803+), but Deno's Unix-socket ops are compiled for Unix only: its
+      // Deno.listen/Deno.connect throw "not supported on non-unix platforms" there (a test watches).
       throw new Deno.errors.NotSupported(
-        `Cannot use "${endpoint.text}": Unix sockets are not available on Windows`,
+        `Cannot use "${endpoint.text}": Deno has no Unix sockets on Windows. Run the Unix side on ` +
+          'Linux or WSL and cross over TCP: there "namedpipe relay tcp-listen:PORT unix:PATH", here ' +
+          "tcp:HOST:PORT in place of this endpoint",
       );
     }
   }

@@ -630,6 +630,33 @@ Deno.test("relay reports what it cannot do: exit 3 for a missing pipe, 2 for bad
   }
 });
 
+Deno.test({
+  name:
+    "Windows Deno has no Unix sockets: Deno.listen and Deno.connect refuse transport unix (the day this fails, Deno gained them and relay's unix: endpoints can be enabled there)",
+  ignore: !windows,
+  async fn() {
+    const path = `${Deno.cwd()}\\${uniqueName("unix_probe")}.sock`; // never created: both calls fail first
+    assert.throws(() => Deno.listen({ transport: "unix", path }), /not supported/);
+    await assert.rejects(() => Deno.connect({ transport: "unix", path }), /not supported/);
+  },
+});
+
+Deno.test({
+  name:
+    "relay unix: and unix-listen: on Windows exit 2 saying why and what to use instead (tcp:, or the Unix side on Linux/WSL)",
+  ignore: !windows,
+  async fn() {
+    for (const args of [["-", "unix:C:\\x.sock"], ["unix-listen:C:\\x.sock", "pipe:x"]]) {
+      await using cli = new Cli(["relay", ...args]);
+      const { code, stderr } = await cli.finish();
+      assert.equal(code, ExitCode.Usage, stderr);
+      assert.match(stderr, /Deno has no Unix sockets on Windows/);
+      assert.match(stderr, /tcp:/);
+      assert.match(stderr, /WSL/);
+    }
+  },
+});
+
 Deno.test("relay, list and wait --help teach by example and list the exit codes", async () => {
   const results = await Promise.all(["relay", "list", "wait"].map(async (command) => {
     await using cli = new Cli([command, "--help"]);
