@@ -129,6 +129,47 @@ for (const mode of ["byte", "message"] as const) {
   });
 }
 
+for (const mode of ["byte", "message"] as const) {
+  Deno.test(`relay pipe-listen: to pipe: carries 64 MiB (16 MiB on Windows) of messages of mixed sizes to an echo server and back, ${mode} mode`, async () => {
+    // A pipe on both sides: on Linux the relay's copy thread carries it, on Windows the streams.
+    const echo = uniqueName(`relay_pp_echo_${mode}`);
+    await using _echo = serve({ name: echo, mode });
+    const front = uniqueName(`relay_pp_front_${mode}`);
+    await using relay = await startRelay([`pipe-listen:${front},mode=${mode}`, `pipe:${echo},mode=${mode}`]);
+    const size = (windows ? 16 : 64) * MIB;
+    const input = randomBytes(size);
+    const sizes = [65536, 1, 200_000, 4096, 65535, 300];
+    await using client = await connect({ name: front, mode });
+    let sent = 0, count = 0;
+    const writing = (async () => {
+      for (let at = 0; at < size; count++) {
+        const end = Math.min(size, at + sizes[count % sizes.length]);
+        await client.writeMessage(input.subarray(at, end));
+        sent += end - at;
+        at = end;
+      }
+    })().catch((error) => error); // a failed write is reported below, never unhandled
+    const output = new Uint8Array(size);
+    let received = 0, messages = 0;
+    while (received < size) {
+      const message = await within(client.readMessage(), WAIT_MS, `bytes after ${received}`);
+      assert.ok(message !== null, `end of stream after ${received} bytes`);
+      if (mode === "message") {
+        const expected = Math.min(size - received, sizes[messages % sizes.length]);
+        assert.equal(message.length, expected, `message ${messages} keeps its size`);
+      }
+      output.set(message, received);
+      received += message.length;
+      messages++;
+    }
+    assert.equal(await writing, undefined);
+    assert.equal(sent, size);
+    assert.equal(await sha256(output), await sha256(input));
+    await client.close();
+    await relay.waitFor(new RegExp(`: ${size} bytes in, ${size} bytes back`));
+  });
+}
+
 Deno.test("relay tcp-listen: to pipe: and pipe-listen: to tcp: carry bytes both ways", async () => {
   const echo = uniqueName("relay_tcp_echo");
   await using _echo = serve({ name: echo, mode: "byte" });
