@@ -312,7 +312,7 @@ const symbols = {
    * `long syscall(long number, ...)` (glibc 2.2.5) for `epoll_pwait2` (Linux 5.11, number
    * {@linkcode SYS_EPOLL_PWAIT2} on every architecture; glibc wraps it only from 2.35): `epoll_wait`
    * with a `struct timespec` timeout, so the JS thread can wait a bounded number of microseconds.
-   * `-1` with `ENOSYS` on older kernels.
+   * `-1` with `ENOSYS` on older kernels, `EPERM` under a seccomp filter that predates it.
    */
   epoll_pwait2: {
     name: "syscall",
@@ -458,7 +458,6 @@ export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 
 export const ENOENT = 2;
-export const ENOSYS = 38;
 /** `epoll_pwait2`'s number in the generic syscall table, shared by x86_64 and aarch64. */
 export const SYS_EPOLL_PWAIT2 = 441n;
 export const EINTR = 4;

@@ -14,8 +14,8 @@
  * CPUs) are what one round trip cost above Node's. That wait comes only after a `setImmediate`, so
  * timers and every other task of the event loop run between two of them (`tests/fairness_test.ts`);
  * after a wait that timed out, the next ones go straight to the worker for a while (doubling back-off).
- * It is skipped while only unref'd sockets wait, and where the kernel lacks `epoll_pwait2` (Linux
- * 5.11). The blocking wait runs only while some
+ * It is skipped while only unref'd sockets wait, and once `epoll_pwait2` failed (Linux before 5.11,
+ * or a seccomp filter that predates it). The blocking wait runs only while some
  * operation waits; when the last waiter goes away (its socket was closed), an eventfd in the set wakes
  * the blocked call, so an idle program exits and a finished test leaves no pending operation. When
  * the last socket is gone, the epoll instance and the eventfd are closed too.
@@ -29,7 +29,7 @@
 import {
   EFD_CLOEXEC,
   EFD_NONBLOCK,
-  ENOSYS,
+  EINTR,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
@@ -346,7 +346,9 @@ class Poller {
     if (count === 0) {
       this.#jsWaitSkip = this.#jsWaitBackoff;
       this.#jsWaitBackoff = Math.min(this.#jsWaitBackoff * 2, MAX_JS_WAIT_BACKOFF);
-    } else if (errno() === ENOSYS) {
+    } else if (errno() !== EINTR) {
+      // ENOSYS before Linux 5.11, EPERM where a seccomp filter predates the call (older container
+      // runtimes): the worker thread's wait alone, as before.
       this.#jsWaitSupported = false;
     }
     // Timed out (or EINTR): the worker thread takes over the wait.
