@@ -56,6 +56,8 @@ interface CopyThread {
   posted: Int32Array;
   wakefd: number;
   ready: Promise<boolean>;
+  /** Resolves once the thread has closed its epoll set and ended (or failed). */
+  stopped: Promise<void>;
   active: number;
   waiting: Map<number, (report: RelayThreadReport | Error) => void>;
 }
@@ -71,10 +73,12 @@ function startThread(): CopyThread {
   const worker = new Worker(new URL("./relay_thread.ts", import.meta.url), { type: "module" });
   const posted = new Int32Array(new SharedArrayBuffer(4));
   const { promise: ready, resolve } = Promise.withResolvers<boolean>();
-  const current: CopyThread = { worker, posted, wakefd, ready, active: 0, waiting: new Map() };
+  const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>();
+  const current: CopyThread = { worker, posted, wakefd, ready, stopped, active: 0, waiting: new Map() };
   const fail = (error: Error) => {
     unavailable = true;
     resolve(false);
+    resolveStopped();
     if (thread === current) thread = null;
     for (const settle of current.waiting.values()) settle(error);
     current.waiting.clear();
@@ -84,8 +88,11 @@ function startThread(): CopyThread {
   worker.onmessage = (event: MessageEvent) => {
     const data = event.data;
     if (data.type === "ready") resolve(true);
-    else if (data.type === "stopped") libc().close(wakefd);
-    else if (data.type === "failed" || data.type === "crashed") {
+    else if (data.type === "stopped") {
+      libc().close(wakefd);
+      worker.terminate(); // it is closing itself: this only ends its message channel now
+      resolveStopped();
+    } else if (data.type === "failed" || data.type === "crashed") {
       fail(new Error(`The relay's copy thread failed: ${data.message ?? `errno ${data.errno}`}`));
     } else {
       const report = data as RelayThreadReport;
@@ -195,7 +202,11 @@ export async function relayConnections(
   } finally {
     if (--copy.active === 0 && thread === copy) {
       thread = null;
-      if (await copy.ready) send(copy, { type: "stop" });
+      // The last relay: wait until the thread is gone, so that nothing it held outlives relay().
+      if (await copy.ready) {
+        send(copy, { type: "stop" });
+        await copy.stopped;
+      }
     }
   }
 }
