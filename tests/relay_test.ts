@@ -7,10 +7,11 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { connect, listen } from "../mod.ts";
+import { connect, listen, openHandleCount, pipeRelayEnd, relay } from "../mod.ts";
 import { ExitCode } from "../cli/exit_codes.ts";
 import { Cli, MAIN, WAIT_MS } from "./_cli.ts";
 import { serve, uniqueName, within } from "./_pipes.ts";
+import { assertOsCountBack, countLabel, osCount } from "./_os_handles.ts";
 
 const MIB = 1024 * 1024;
 const windows = Deno.build.os === "windows";
@@ -169,6 +170,43 @@ for (const mode of ["byte", "message"] as const) {
     await relay.waitFor(new RegExp(`: ${size} bytes in, ${size} bytes back`));
   });
 }
+
+const os = await osCount();
+
+Deno.test(
+  `relay() in one process, between two pipe connections: messages both ways, 20 relays one after another, nothing left open ${
+    countLabel(os)
+  }`,
+  async () => {
+    // On Linux each relay starts and stops the copy thread (its epoll set, its eventfd, a Worker):
+    // a descriptor or an op left behind per relay shows in the OS count or the test's sanitizers.
+    const back = uniqueName("relay_lib_back");
+    const front = uniqueName("relay_lib_front");
+    await using _echo = serve({ name: back, mode: "message" });
+    await using listener = listen({ name: front, mode: "message" });
+    const once = async (i: number) => {
+      const connecting = connect({ name: front, mode: "message" });
+      const accepted = await within(listener.accept(), WAIT_MS, "the client");
+      await using client = await connecting;
+      const backend = await connect({ name: back, mode: "message" });
+      const relayed = relay(pipeRelayEnd(accepted), pipeRelayEnd(backend), { eof: "close" });
+      const text = `ping ${i}`;
+      await client.writeMessage(encoder.encode(text));
+      assert.equal(decoder.decode((await within(client.readMessage(), WAIT_MS, "the echo"))!), text);
+      await client.close();
+      const result = await within(relayed, WAIT_MS, "the relay to end");
+      assert.equal(result.error, undefined);
+      assert.deepEqual(result.bytes, [text.length, text.length]);
+      assert.deepEqual(result.ended, [true, false]);
+    };
+    await once(0); // warm-up: code loaded, the poller's own descriptors opened
+    const engine = openHandleCount();
+    const before = os.source ? os.count() : undefined;
+    for (let i = 1; i <= 20; i++) await once(i);
+    assert.equal(openHandleCount(), engine, "the engine's count is back");
+    assertOsCountBack(os, before, "20 relays");
+  },
+);
 
 Deno.test("relay tcp-listen: to pipe: and pipe-listen: to tcp: carry bytes both ways", async () => {
   const echo = uniqueName("relay_tcp_echo");
