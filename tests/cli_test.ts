@@ -14,6 +14,7 @@ import { defaultResponse, toHex } from "../pipe/hello.ts";
 import denoJson from "../deno.json" with { type: "json" };
 import { uniqueName, within } from "./_pipes.ts";
 import { Cli, namedpipe, WAIT_MS } from "./_cli.ts";
+import { asNobody, listensAt } from "./_nobody.ts";
 
 const SEED_REQUEST = 'Receives 56 bytes; Message: "Default request from client"';
 const SEED_REPLY = 'Replies 58 bytes; Message: "Default response from server"';
@@ -488,8 +489,7 @@ Deno.test("serve --allow-user/--allow-group admits exactly those and logs whom i
 
 /** `socat` as `nobody`: send `request` as one message, return what came back and the exit code. */
 async function sendAsNobody(path: string, request: string) {
-  const child = new Deno.Command("runuser", {
-    args: ["-u", "nobody", "--", "socat", "-t", "5", "-", `UNIX-CONNECT:${path},type=5`],
+  const child = asNobody("socat", ["-t", "5", "-", `UNIX-CONNECT:${path},type=5`], {
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -503,7 +503,7 @@ async function sendAsNobody(path: string, request: string) {
 
 Deno.test({
   name: "serve --allow-user nobody serves nobody and refuses root; without it nobody is kept out " +
-    "(Linux; needs root for runuser)",
+    "(Linux; needs root to be nobody)",
   ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
   async fn() {
     {
@@ -531,15 +531,14 @@ Deno.test({
 
 Deno.test({
   name: "send refuses a socket another user holds before sending: exit 4 naming it, unless trusted " +
-    "(Linux; needs root for runuser)",
+    "(Linux; needs root to be nobody)",
   ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
   async fn() {
     const directory = await Deno.makeTempDir({ prefix: "np-h14-cli-" });
     await Deno.chmod(directory, 0o777);
     const path = `${directory}/squat.sock`;
     // socat as nobody answers every message with "ok" (a squatter posing as the server).
-    const squatter = new Deno.Command("runuser", {
-      args: ["-u", "nobody", "--", "socat", `UNIX-LISTEN:${path},type=5,fork`, "SYSTEM:echo ok"],
+    const squatter = asNobody("socat", [`UNIX-LISTEN:${path},type=5,fork`, "SYSTEM:echo ok"], {
       stdout: "null",
       stderr: "null",
     }).spawn();
@@ -565,5 +564,6 @@ Deno.test({
       await squatter.status;
       await Deno.remove(directory, { recursive: true });
     }
+    assert.ok(!listensAt(path), "the squatter is gone once killed");
   },
 });

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { connect, listen, type PeerIdentity } from "../mod.ts";
 import { pattern, uniqueName, within } from "./_pipes.ts";
+import { asNobody, listensAt } from "./_nobody.ts";
 
 const windows = Deno.build.os === "windows";
 const linux = Deno.build.os === "linux";
@@ -120,19 +121,14 @@ async function nobodyServer(label: string) {
   await Deno.chmod(directory, 0o777);
   const path = `${directory}/${label}.sock`;
   const received = `${directory}/received`;
-  const child = new Deno.Command("runuser", {
-    args: [
-      "-u",
-      "nobody",
-      "--",
-      "socat",
-      "-u",
-      `UNIX-LISTEN:${path},type=5,fork`,
-      `OPEN:${received},creat,append`,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = asNobody(
+    "socat",
+    ["-u", `UNIX-LISTEN:${path},type=5,fork`, `OPEN:${received},creat,append`],
+    {
+      stdout: "null",
+      stderr: "null",
+    },
+  ).spawn();
   const deadline = Date.now() + WAIT_MS;
   while (true) {
     try {
@@ -157,13 +153,14 @@ async function nobodyServer(label: string) {
       child.kill("SIGKILL");
       await child.status;
       await Deno.remove(directory, { recursive: true });
+      assert.ok(!listensAt(path), "the nobody server is gone once killed");
     },
   };
 }
 
 Deno.test({
   name: "connect() refuses a socket bound by another user before sending, unless trusted " +
-    "(Linux; needs root for runuser)",
+    "(Linux; needs root to be nobody)",
   ignore: !root,
   async fn() {
     await using squatter = await nobodyServer("squat");
