@@ -15,7 +15,14 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { connect, listen } from "../pipe/mod.ts";
-import { type EmptyMessage, type EndOfStream, pipeRelayEnd, relay, type RelayEnd } from "../pipe/relay.ts";
+import {
+  type EmptyMessage,
+  type EndOfStream,
+  pipeRelayEnd,
+  relay,
+  type RelayEnd,
+  type RelayResult,
+} from "../pipe/relay.ts";
 import type { PipeListener } from "../pipe/types.ts";
 import { type Endpoint, isListening, parseEndpoint } from "./endpoint.ts";
 import { UsageError } from "./exit_codes.ts";
@@ -113,7 +120,7 @@ export async function relayCommand(options: RelayCommandOptions): Promise<RelayS
     }
     const result = await relay(first.end, second.end, { ...rules, signal: options.signal });
     summary.connections = 1;
-    logRelay(1, first.peer, second.peer, result.bytes, result.ms, result.error);
+    logRelay(1, first.peer, second.peer, result);
     if (result.error) {
       summary.failed = 1;
       throw new RelayBroken(`Relay between ${from.text} and ${to.text} broken: ${result.error.message}`);
@@ -165,7 +172,7 @@ export async function relayCommand(options: RelayCommandOptions): Promise<RelayS
         }
         const result = await relay(client.end, server.end, { ...rules, signal: stopAll.signal });
         if (result.error) summary.failed++;
-        logRelay(n, client.peer, server.peer, result.bytes, result.ms, result.error);
+        logRelay(n, client.peer, server.peer, result);
       })().finally(() => active.delete(task));
       active.add(task);
       if (once) await task;
@@ -185,9 +192,7 @@ function logRelay(
   client: number,
   peer: string,
   target: string,
-  bytes: [number, number],
-  ms: number,
-  error: Error | undefined,
+  { bytes, ms, error, undelivered }: RelayResult,
 ): void {
   const properties = {
     client,
@@ -197,9 +202,14 @@ function logRelay(
     bytesOut: bytes[1],
     ms: Math.round(ms),
     duration: formatMs(ms),
+    undeliveredIn: undelivered[0],
+    undeliveredBack: undelivered[1],
     ...(error && { error: error.message }),
   };
-  const text = "Relayed {peer} to {target}: {bytesIn} bytes in, {bytesOut} bytes back, {duration}";
+  let text = "Relayed {peer} to {target}: {bytesIn} bytes in, {bytesOut} bytes back, {duration}";
+  // A late answer to a side that has left is how many exchanges end: said, not an error.
+  if (undelivered[0] > 0) text += "; {undeliveredIn} bytes in not delivered (the server had left)";
+  if (undelivered[1] > 0) text += "; {undeliveredBack} bytes back not delivered (the client had left)";
   if (error) log.warn(`${text}; broken: {error}`, properties);
   else log.info(`${text}.`, properties);
 }

@@ -81,6 +81,12 @@ export interface RelayResult {
   ms: number;
   /** Which sides' reads ended with end of stream (not with an error or by being closed). */
   ended: [boolean, boolean];
+  /**
+   * Bytes read from the first endpoint, and from the second, that could not be delivered because the
+   * other side had ended its stream and then closed (a late answer to a client that left): the
+   * normal end of a relay, not an error.
+   */
+  undelivered: [number, number];
   /** The first error that broke the relay (a peer killed, a reset), if any. */
   error?: Error;
 }
@@ -100,7 +106,13 @@ export async function relay(a: RelayEnd, b: RelayEnd, options: RelayOptions = {}
     if (result) return result;
   }
   const started = performance.now();
-  const result: RelayResult = { bytes: [0, 0], chunks: [0, 0], ms: 0, ended: [false, false] };
+  const result: RelayResult = {
+    bytes: [0, 0],
+    chunks: [0, 0],
+    ms: 0,
+    ended: [false, false],
+    undelivered: [0, 0],
+  };
   const ends = [a, b] as const;
   const readers = ends.map((end) => end.readable.getReader());
   const writers = ends.map((end) => end.writable.getWriter());
@@ -119,6 +131,7 @@ export async function relay(a: RelayEnd, b: RelayEnd, options: RelayOptions = {}
 
   const direction = async (i: 0 | 1) => {
     const from = ends[i], to = ends[1 - i], reader = readers[i], writer = writers[1 - i];
+    let writing = 0;
     try {
       while (true) {
         const { done, value } = await reader.read();
@@ -127,7 +140,9 @@ export async function relay(a: RelayEnd, b: RelayEnd, options: RelayOptions = {}
           if (from.messages && emptyMessage === "eof") break;
           if (!to.messages) continue; // nothing to send on a byte stream
         }
+        writing = value.length;
         await writer.write(value);
+        writing = 0;
         result.bytes[i] += value.length;
         result.chunks[i]++;
       }
@@ -141,6 +156,10 @@ export async function relay(a: RelayEnd, b: RelayEnd, options: RelayOptions = {}
       }
     } catch (error) {
       if (closing) return; // we closed it: its pending operation fails, as expected
+      if (writing > 0 && result.ended[1 - i] && isGone(error)) {
+        result.undelivered[i] += writing; // the other side ended its stream, then left
+        return void await closeBoth();
+      }
       result.error ??= error instanceof Error ? error : new Error(String(error));
       await closeBoth();
     }
@@ -154,6 +173,11 @@ export async function relay(a: RelayEnd, b: RelayEnd, options: RelayOptions = {}
   }
   result.ms = performance.now() - started;
   return result;
+}
+
+/** A write refused because the peer has closed: the end of its connection, not a failure. */
+function isGone(error: unknown): boolean {
+  return error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset;
 }
 
 /**

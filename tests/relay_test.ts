@@ -208,6 +208,27 @@ Deno.test(
   },
 );
 
+Deno.test("a reply to a client that has already closed is counted as undelivered, not an error", async () => {
+  // The seed's server answers every message, a zero-length one too, and the relay passes a client's
+  // close on as a zero-length message (--eof auto): the answer to it finds the client gone.
+  const back = uniqueName("relay_late_back");
+  const front = uniqueName("relay_late_front");
+  await using _server = serve({ name: back, mode: "message" }, (m) => encoder.encode(`re:${m.length}`));
+  await using listener = listen({ name: front, mode: "message" });
+  const connecting = connect({ name: front, mode: "message" });
+  const accepted = await within(listener.accept(), WAIT_MS, "the client");
+  const client = await connecting;
+  const backend = await connect({ name: back, mode: "message" });
+  const relayed = relay(pipeRelayEnd(accepted), pipeRelayEnd(backend));
+  await client.writeMessage(encoder.encode("hi"));
+  assert.equal(decoder.decode((await within(client.readMessage(), WAIT_MS, "the reply"))!), "re:2");
+  await client.close();
+  const result = await within(relayed, WAIT_MS, "the relay to end");
+  assert.equal(result.error, undefined, String(result.error));
+  assert.deepEqual(result.bytes, [2, 4]);
+  assert.deepEqual(result.undelivered, [0, 4], "re:0 found the client gone");
+});
+
 Deno.test("relay tcp-listen: to pipe: and pipe-listen: to tcp: carry bytes both ways", async () => {
   const echo = uniqueName("relay_tcp_echo");
   await using _echo = serve({ name: echo, mode: "byte" });

@@ -12,6 +12,9 @@ import { errnoError, pipeError } from "../errors.ts";
 import type { RelayOptions, RelayResult } from "../relay.ts";
 import type { PipeConn } from "../types.ts";
 import { PosixConn } from "./connection.ts";
+import { logger } from "../log.ts";
+
+const log = logger("posix");
 
 /** What the JS thread asks of the copy thread. */
 export type RelayThreadCommand =
@@ -34,6 +37,8 @@ export interface RelayThreadReport {
   bytes: [number, number];
   chunks: [number, number];
   ended: [boolean, boolean];
+  /** Bytes not delivered because their destination had ended its stream and closed. */
+  undelivered: [number, number];
   /** Ended by a `close` command. */
   closed?: boolean;
   error?: {
@@ -76,6 +81,7 @@ function startThread(): CopyThread {
   const { promise: stopped, resolve: resolveStopped } = Promise.withResolvers<void>();
   const current: CopyThread = { worker, posted, wakefd, ready, stopped, active: 0, waiting: new Map() };
   const fail = (error: Error) => {
+    if (!unavailable) unavailableWarning(error);
     unavailable = true;
     resolve(false);
     resolveStopped();
@@ -108,6 +114,13 @@ function startThread(): CopyThread {
   return current;
 }
 
+/** Said once: relays still work, over streams, but several times slower than the thread copies. */
+function unavailableWarning(error: unknown): void {
+  log.warn("The relay's copy thread is unavailable ({reason}); relays copy over streams, slower", {
+    reason: error instanceof Error ? error.message : String(error),
+  });
+}
+
 function send(copy: CopyThread, command: RelayThreadCommand): void {
   copy.worker.postMessage(command);
   Atomics.add(copy.posted, 0, 1);
@@ -133,7 +146,8 @@ export async function relayConnections(
   let copy: CopyThread;
   try {
     copy = thread ??= startThread();
-  } catch {
+  } catch (error) {
+    unavailableWarning(error);
     unavailable = true;
     return null;
   }
@@ -169,6 +183,7 @@ export async function relayConnections(
       chunks: [0, 0],
       ms: performance.now() - started,
       ended: [false, false],
+      undelivered: [0, 0],
     };
     if (report instanceof Error) {
       result.error = report;
@@ -177,6 +192,7 @@ export async function relayConnections(
     result.bytes = report.bytes;
     result.chunks = report.chunks;
     result.ended = report.ended;
+    result.undelivered = report.undelivered;
     const failure = report.error;
     if (failure) {
       const conn = conns[failure.side];

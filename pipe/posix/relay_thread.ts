@@ -16,6 +16,7 @@ import {
   ECONNRESET,
   EINTR,
   ENOTCONN,
+  EPIPE,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
@@ -219,6 +220,11 @@ function pump(pair: Pair, dir: Direction): boolean {
     const chunk = dir.pending;
     const n = sendBytes(to, chunk);
     if (n === -EAGAIN || n === -EINTR) return true;
+    if ((n === -EPIPE || n === -ECONNRESET) && pair.report.ended[1 - dir.from]) {
+      pair.report.undelivered[dir.from] += chunk.length; // its destination ended, then left
+      finish(pair);
+      return false;
+    }
     if (n < 0) {
       finish(pair, { errno: -n, side: 1 - dir.from, action: "write to" });
       return false;
@@ -258,7 +264,13 @@ function apply(command: RelayThreadCommand): void {
         linger: command.linger,
         dirs: [direction(0), direction(1)],
         interest: [0, 0],
-        report: { id: command.id, bytes: [0, 0], chunks: [0, 0], ended: [false, false] },
+        report: {
+          id: command.id,
+          bytes: [0, 0],
+          chunks: [0, 0],
+          ended: [false, false],
+          undelivered: [0, 0],
+        },
       };
       pairs.set(pair.id, pair);
       run(pair);
