@@ -217,6 +217,35 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "listen() refuses a name another program has bound but not yet listened on (its bind-to-listen window)",
+  ignore,
+  fn() {
+    const path = pipePath(uniqueName("binding"));
+    // A foreign server between bind() and listen(): a connect() is refused as if the file were
+    // stale, yet replacing the file would leave that server listening on a name nobody can reach.
+    const lib = Deno.dlopen("libc.so.6", {
+      socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+      bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+      close: { parameters: ["i32"], result: "i32" },
+    });
+    const fd = lib.symbols.socket(1, 5, 0); // AF_UNIX, SOCK_SEQPACKET
+    try {
+      const address = new Uint8Array(110);
+      address[0] = 1; // AF_UNIX
+      address.set(encoder.encode(path), 2);
+      assert.equal(lib.symbols.bind(fd, address, 110), 0, `bind ${path}`);
+      assert.throws(() => listen({ name: path }), Deno.errors.AddrInUse);
+      assert.ok(Deno.lstatSync(path).isSocket, "the starting server's socket is left in place");
+    } finally {
+      lib.symbols.close(fd);
+      lib.close();
+      Deno.removeSync(path);
+    }
+  },
+});
+
+Deno.test({
   name: "a 107-byte socket path works, and a longer one is refused naming the user's path",
   ignore,
   async fn() {
