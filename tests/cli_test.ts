@@ -537,8 +537,11 @@ Deno.test({
     const directory = await Deno.makeTempDir({ prefix: "np-h14-cli-" });
     await Deno.chmod(directory, 0o777);
     const path = `${directory}/squat.sock`;
-    // socat as nobody answers every message with "ok" (a squatter posing as the server).
-    const squatter = asNobody("socat", [`UNIX-LISTEN:${path},type=5,fork`, "SYSTEM:echo ok"], {
+    // socat as nobody answers every message with "ok" (a squatter posing as the server). It reads
+    // the message first: an `echo` that exits unread lets socat meet EPIPE passing the message on
+    // and hang up without the reply (seen on a loaded machine).
+    const reply = "SYSTEM:dd bs=65536 count=1 status=none of=/dev/null; echo ok";
+    const squatter = asNobody("socat", [`UNIX-LISTEN:${path},type=5,fork`, reply], {
       stdout: "null",
       stderr: "null",
     }).spawn();
