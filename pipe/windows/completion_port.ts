@@ -351,6 +351,11 @@ function dispatch(view: DataView, count: number) {
     if (!op || op.key !== Number(view.getBigUint64(at, true))) { // lpCompletionKey
       // Only a NULL wake-up post may lack an operation; anything else is a packet for an operation
       // no longer pending (a second packet, or one of a closed handle whose slot was reused).
+      // The limit: a late packet for the same handle (same key) and an OVERLAPPED slot that handle
+      // reuses is indistinguishable from the new operation's and completes it. Only a packet
+      // dequeued after its operation ended could be one, and the slot is freed only on dequeue, so
+      // this relies on Windows posting one packet per operation and on nothing forging one with
+      // PostQueuedCompletionStatus.
       if (address !== 0) strays++;
       continue;
     }
