@@ -12,6 +12,7 @@ import { ensureNodeWin, NODE_WIN_VERSION } from "../tests/wine/node_win.ts";
 import {
   exists,
   prepareWindowsDeno,
+  stopWineserver,
   type WindowsDeno,
   WINE,
   wineCommand,
@@ -105,6 +106,9 @@ export async function prepareLinux(): Promise<LinuxTools> {
  */
 export async function prepareWine(): Promise<WineTools> {
   const deno = await prepareWindowsDeno();
+  // That left the test suite's prefix a persistent wineserver the bench never uses: stop it, or it
+  // outlives the run.
+  await stopWineserver(deno);
   const mingw = "x86_64-w64-mingw32-gcc";
   const loadExe = await build(mingw, "load.c", "load.exe");
   const pipeServerExe = await build(mingw, "pipe_server.c", "pipe_server.exe");
