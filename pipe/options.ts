@@ -5,6 +5,7 @@
  * @module
  */
 import { pipeError } from "./errors.ts";
+import type { ListenOptions } from "./types.ts";
 
 /** Pipe buffer size, like the seed. */
 export const DEFAULT_BUFFER_SIZE = 4096;
@@ -41,4 +42,46 @@ export function integer(
     );
   }
   return n;
+}
+
+/** The size and instance options of `listen()`, checked. */
+export interface ListenLimits {
+  /** 1 to 254, or {@linkcode UNLIMITED_INSTANCES}. */
+  maxInstances: number;
+  /** At most `maxInstances`. */
+  pendingInstances: number;
+  /** The caller's value, or undefined for the backend's default. */
+  bufferSize: number | undefined;
+  maxMessageSize: number;
+}
+
+/**
+ * `listen()`'s size and instance options, checked the same way by every listener, so each backend
+ * accepts and refuses the same values.
+ * @throws {RangeError} naming the option and its range
+ */
+export function listenLimits(options: ListenOptions, path: string): ListenLimits {
+  const maxInstances = integer(options.maxInstances, UNLIMITED_INSTANCES, 1, 255, "maxInstances", path);
+  const pendingInstances = integer(
+    options.pendingInstances,
+    DEFAULT_PENDING_INSTANCES,
+    1,
+    255,
+    "pendingInstances",
+    path,
+  );
+  integer(options.bufferSize, 0, 0, INT_MAX, "bufferSize", path);
+  return {
+    maxInstances,
+    pendingInstances: Math.min(pendingInstances, maxInstances),
+    bufferSize: options.bufferSize,
+    maxMessageSize: integer(
+      options.maxMessageSize,
+      DEFAULT_MAX_MESSAGE_SIZE,
+      0,
+      INT_MAX,
+      "maxMessageSize",
+      path,
+    ),
+  };
 }

@@ -28,13 +28,12 @@ import type {
   PipeDescription,
   PipeListener,
 } from "../types.ts";
-import { pipePath } from "./path.ts";
+import { directoryOf, pipePath } from "./path.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT,
   DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_PENDING_INSTANCES,
   INT_MAX,
-  integer,
+  listenLimits,
   UNLIMITED_INSTANCES,
 } from "../options.ts";
 
@@ -187,21 +186,11 @@ class DenoUnixListener implements PipeListener {
 
   constructor(options: ListenOptions, path: string) {
     this.path = path;
-    // The same checks as the libc listener, so both accept and refuse the same options.
-    this.#maxMessageSize = integer(
-      options.maxMessageSize,
-      DEFAULT_MAX_MESSAGE_SIZE,
-      0,
-      INT_MAX,
-      "maxMessageSize",
-      path,
-    );
-    const maxInstances = integer(options.maxInstances, UNLIMITED_INSTANCES, 1, 255, "maxInstances", path);
-    this.#maxInstances = maxInstances === UNLIMITED_INSTANCES ? Infinity : maxInstances;
-    integer(options.bufferSize, 0, 0, INT_MAX, "bufferSize", path);
-    integer(options.pendingInstances, DEFAULT_PENDING_INSTANCES, 1, 255, "pendingInstances", path);
+    const limits = listenLimits(options, path);
+    this.#maxMessageSize = limits.maxMessageSize;
+    this.#maxInstances = limits.maxInstances === UNLIMITED_INSTANCES ? Infinity : limits.maxInstances;
     const fileMode = options.security === "everyone" ? 0o666 : 0o600;
-    const directory = path.slice(0, Math.max(path.lastIndexOf("/"), 1));
+    const directory = directoryOf(path);
     const privateDirectory = Deno.makeTempDirSync({ dir: directory, prefix: ".np-" }); // mode 0700
     const privatePath = `${privateDirectory}/s`;
     try {

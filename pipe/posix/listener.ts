@@ -78,13 +78,7 @@ import {
   socketAddress,
   statPath,
 } from "./socket.ts";
-import {
-  DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_PENDING_INSTANCES,
-  INT_MAX,
-  integer,
-  UNLIMITED_INSTANCES,
-} from "../options.ts";
+import { listenLimits, UNLIMITED_INSTANCES } from "../options.ts";
 
 const log = logger("posix");
 
@@ -132,25 +126,9 @@ export class PosixListener implements PipeListener {
     this.path = path;
     this.mode = options.mode ?? "message";
     this.#options = options;
-    this.#maxMessageSize = integer(
-      options.maxMessageSize,
-      DEFAULT_MAX_MESSAGE_SIZE,
-      0,
-      INT_MAX,
-      "maxMessageSize",
-      path,
-    );
-    const maxInstances = integer(options.maxInstances, UNLIMITED_INSTANCES, 1, 255, "maxInstances", path);
-    this.#maxInstances = maxInstances === UNLIMITED_INSTANCES ? Infinity : maxInstances;
-    integer(options.bufferSize, 0, 0, INT_MAX, "bufferSize", path);
-    const pendingInstances = integer(
-      options.pendingInstances,
-      DEFAULT_PENDING_INSTANCES,
-      1,
-      255,
-      "pendingInstances",
-      path,
-    );
+    const limits = listenLimits(options, path);
+    this.#maxMessageSize = limits.maxMessageSize;
+    this.#maxInstances = limits.maxInstances === UNLIMITED_INSTANCES ? Infinity : limits.maxInstances;
     if (options.authorize !== undefined && typeof options.authorize !== "function") {
       throw pipeError(TypeError, "listen on", path, "authorize must be a function");
     }
@@ -166,7 +144,7 @@ export class PosixListener implements PipeListener {
       fd = openSocket(this.mode, "listen on", path);
       // Accepted sockets inherit SO_PASSCRED; their send buffer is set after accept.
       configureSocket(fd, this.mode, this.#maxMessageSize, options.bufferSize, path, "listen on");
-      const placed = bindPrivately(fd, path, access, Math.min(pendingInstances, maxInstances));
+      const placed = bindPrivately(fd, path, access, limits.pendingInstances);
       this.#ino = placed.ino;
       this.#replacedStale = placed.replacedStale;
       try {

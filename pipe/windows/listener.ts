@@ -50,12 +50,7 @@ import {
 import { wide } from "../../ffi/win32_strings.ts";
 import { logger } from "../log.ts";
 import { closedError, pipeError, win32Error } from "../errors.ts";
-import {
-  DEFAULT_BUFFER_SIZE,
-  DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_PENDING_INSTANCES,
-  integer,
-} from "../options.ts";
+import { DEFAULT_BUFFER_SIZE, listenLimits } from "../options.ts";
 import type {
   Authorize,
   ListenOptions,
@@ -128,30 +123,14 @@ export class PipeServer implements PipeListener {
       throw pipeError(TypeError, "listen on", path, `unknown mode "${mode}" (expected "message" or "byte")`);
     }
     this.mode = mode;
-    this.#maxInstances = integer(
-      options.maxInstances,
-      PIPE_UNLIMITED_INSTANCES,
-      1,
-      255,
-      "maxInstances",
-      path,
-    );
+    const limits = listenLimits(options, path);
+    this.#maxInstances = limits.maxInstances;
     this.#instanceLimit = this.#maxInstances === PIPE_UNLIMITED_INSTANCES
       ? PIPE_UNLIMITED_INSTANCES
       : Math.min(this.#maxInstances + 1, PIPE_UNLIMITED_INSTANCES);
-    this.#pendingInstances = Math.min(
-      integer(options.pendingInstances, DEFAULT_PENDING_INSTANCES, 1, 255, "pendingInstances", path),
-      this.#maxInstances,
-    );
-    this.#bufferSize = integer(options.bufferSize, DEFAULT_BUFFER_SIZE, 0, 0x7fff_ffff, "bufferSize", path);
-    this.#maxMessageSize = integer(
-      options.maxMessageSize,
-      DEFAULT_MAX_MESSAGE_SIZE,
-      0,
-      0x7fff_ffff,
-      "maxMessageSize",
-      path,
-    );
+    this.#pendingInstances = limits.pendingInstances;
+    this.#bufferSize = limits.bufferSize ?? DEFAULT_BUFFER_SIZE;
+    this.#maxMessageSize = limits.maxMessageSize;
     const first = options.firstInstance ?? true;
     // Reject remote clients unless explicitly allowed, whatever the mode: the flag is ORed in last,
     // never computed from the mode (RUSTSEC-2023-0001 cleared it when a mode was set).
