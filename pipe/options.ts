@@ -5,7 +5,7 @@
  * @module
  */
 import { pipeError } from "./errors.ts";
-import type { ListenOptions } from "./types.ts";
+import type { ConnectOptions, ListenOptions } from "./types.ts";
 
 /** Pipe buffer size, like the seed. */
 export const DEFAULT_BUFFER_SIZE = 4096;
@@ -84,4 +84,22 @@ export function listenLimits(options: ListenOptions, path: string): ListenLimits
       path,
     ),
   };
+}
+
+/**
+ * `connect()`'s `timeout` and `maxMessageSize`, checked the same way by every backend (a `NaN` limit
+ * would disable the limit: every comparison with it is false).
+ * @throws {RangeError} for a negative or NaN timeout, or a limit that is not an integer in range
+ */
+export function connectLimits(
+  options: ConnectOptions,
+  path: string,
+): { timeout: number; maxMessageSize: number } {
+  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
+  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > INT_MAX) {
+    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
+  }
+  return { timeout, maxMessageSize };
 }

@@ -21,7 +21,7 @@ import { checkServer, peerIdentity } from "./identity.ts";
 import { pipePath } from "./path.ts";
 import { poller } from "./poller.ts";
 import { closeFd, configureSocket, openSocket, socketAddress } from "./socket.ts";
-import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE } from "../options.ts";
+import { connectLimits } from "../options.ts";
 
 const MAX_BACKOFF = 100;
 
@@ -29,12 +29,7 @@ const MAX_BACKOFF = 100;
 export async function connect(options: ConnectOptions): Promise<PipeConn> {
   const mode = options.mode ?? "message";
   const path = pipePath(options.name, options.server ?? ".");
-  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
-  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
-  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > 0x7fff_ffff) {
-    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
-  }
+  const { timeout, maxMessageSize } = connectLimits(options, path);
   const signal = options.signal;
   checkSignal(signal);
   const deadline = performance.now() + timeout;

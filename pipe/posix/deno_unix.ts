@@ -29,13 +29,7 @@ import type {
   PipeListener,
 } from "../types.ts";
 import { directoryOf, pipePath } from "./path.ts";
-import {
-  DEFAULT_CONNECT_TIMEOUT,
-  DEFAULT_MAX_MESSAGE_SIZE,
-  INT_MAX,
-  listenLimits,
-  UNLIMITED_INSTANCES,
-} from "../options.ts";
+import { connectLimits, listenLimits, UNLIMITED_INSTANCES } from "../options.ts";
 
 const MAX_BACKOFF = 100;
 /** Bytes `readMessage()` takes at once: a stream has no messages. */
@@ -348,12 +342,7 @@ export function listenDenoUnix(options: ListenOptions): PipeListener {
 export async function connectDenoUnix(options: ConnectOptions): Promise<PipeConn> {
   const path = pipePath(options.name, options.server ?? ".");
   checkSignal(options.signal);
-  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
-  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
-  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > INT_MAX) {
-    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
-  }
+  const { timeout, maxMessageSize } = connectLimits(options, path);
   const deadline = performance.now() + timeout;
   let backoff = 1;
   while (true) {

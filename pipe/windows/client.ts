@@ -43,7 +43,7 @@ import { associate } from "./completion_port.ts";
 import { PipeConnection } from "./connection.ts";
 import { adopt, closeHandle, type Handle, isValid } from "./handles.ts";
 import { checkServer, serverIdentity } from "./identity.ts";
-import { DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, INT_MAX } from "../options.ts";
+import { connectLimits } from "../options.ts";
 import { pipePath, refuseRemote } from "./path.ts";
 import { currentUserSid } from "./security.ts";
 
@@ -62,13 +62,7 @@ export async function connect(options: ConnectOptions): Promise<PipeConn> {
   if (mode !== "message" && mode !== "byte") {
     throw pipeError(TypeError, "connect to", path, `unknown mode "${mode}" (expected "message" or "byte")`);
   }
-  const timeout = options.timeout ?? DEFAULT_CONNECT_TIMEOUT;
-  if (!(timeout >= 0)) throw pipeError(RangeError, "connect to", path, `invalid timeout ${timeout}`);
-  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-  // NaN would disable the limit (every comparison with it is false): the same check as POSIX.
-  if (!Number.isInteger(maxMessageSize) || maxMessageSize < 0 || maxMessageSize > INT_MAX) {
-    throw pipeError(RangeError, "connect to", path, `invalid maxMessageSize ${maxMessageSize}`);
-  }
+  const { timeout, maxMessageSize } = connectLimits(options, path);
   const name = wide(path);
   checkSignal(options.signal);
   const deadline = Date.now() + timeout;
