@@ -23,6 +23,8 @@ import {
   EPOLL_CTL_MOD,
   EPOLL_DATA_OFFSET,
   EPOLL_EVENT_SIZE,
+  EPOLLERR,
+  EPOLLHUP,
   EPOLLIN,
   EPOLLOUT,
   errno,
@@ -171,6 +173,7 @@ function halfClose(pair: Pair, dir: Direction): boolean | "gone" {
 function pump(pair: Pair, dir: Direction): boolean {
   const from = pair.fds[dir.from], to = pair.fds[1 - dir.from];
   const toMessages = pair.messages[1 - dir.from];
+  const messages = pair.messages[dir.from];
   for (let turn = 0; turn < FAIR_SHARE; turn++) {
     if (dir.state === "done") return true;
     if (dir.state === "closing") {
@@ -240,13 +243,28 @@ function pump(pair: Pair, dir: Direction): boolean {
     }
     pair.report.chunks[dir.from]++;
     dir.pending = null;
+    // Read again only when more is surely waiting (a byte read filled the buffer); otherwise the
+    // level-triggered set says so. A message source, or a short byte read, would most often meet
+    // EAGAIN: one system call per chunk that socat does not make either.
+    if (messages || chunk.length < dir.buffer!.length) return true;
   }
   return true;
 }
 
-function run(pair: Pair): void {
-  // Each direction may unblock the other (room made, a half-close sent): both, every time.
-  if (!pump(pair, pair.dirs[0]) || !pump(pair, pair.dirs[1])) return;
+/** Input, an end or an error on a side: the direction reading from it may go on. */
+const INPUT = EPOLLIN | EPOLLHUP | EPOLLERR;
+/** Room, an end or an error on a side: the direction sending to it may go on. */
+const ROOM = EPOLLOUT | EPOLLHUP | EPOLLERR;
+
+/**
+ * Copy what the readiness `events` of side `side` allow (both directions when not given, as when a
+ * pair is added). A direction the event does not concern is not tried: it would only meet EAGAIN.
+ */
+function run(pair: Pair, side?: 0 | 1, events = INPUT | ROOM): void {
+  for (const dir of pair.dirs) {
+    const concerned = side === undefined || (events & (dir.from === side ? INPUT : ROOM)) !== 0;
+    if (concerned && !pump(pair, dir)) return;
+  }
   if (pairs.has(pair.id)) watch(pair);
 }
 
@@ -306,13 +324,14 @@ async function loop(): Promise<void> {
     const count = c.epoll_wait(epfd, events, BATCH, timeout);
     if (count < 0 && errno() !== EINTR) throw new Error(`epoll_wait failed: errno ${errno()}`);
     for (let i = 0; i < count; i++) {
+      const mask = eventsView.getUint32(i * EPOLL_EVENT_SIZE, true);
       const token = eventsView.getUint32(i * EPOLL_EVENT_SIZE + EPOLL_DATA_OFFSET, true);
       if (token === WAKE_TOKEN) {
         c.read(wakefd, counter, 8n);
         continue;
       }
       const pair = pairs.get((token - 1) >> 1);
-      if (pair) run(pair);
+      if (pair) run(pair, ((token - 1) & 1) as 0 | 1, mask);
     }
     const later = performance.now();
     for (const pair of [...pairs.values()]) {
