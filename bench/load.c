@@ -294,9 +294,14 @@ int main(int argc, char **argv) {
   }
   long before = total_ops(clients);
   double t0 = now();
+  /* The bench samples the server's CPU time between these two lines (bench/procs.ts cpuSample). */
+  printf("measuring\n");
+  fflush(stdout);
   sleep_ms((int)(duration * 1000));
   long after = total_ops(clients);
   double seconds = now() - t0;
+  printf("measured\n");
+  fflush(stdout);
   /* A client still at 0 round trips is given STALL_SECONDS more; then the server has stalled. */
   for (double give_up = now() + STALL_SECONDS;;) {
     int idle_clients = 0;

@@ -92,6 +92,36 @@ export function treeRssKiB(pid: number): number {
   return total;
 }
 
+/** CPU time and context switches of processes (and all their threads), as the kernel counts them. */
+export interface CpuSample {
+  /** When it was read (`performance.now()`, ms). */
+  at: number;
+  /** Time on a CPU, ns: the first field of `/proc/PID/task/TID/schedstat`. */
+  ns: number;
+  /** Voluntary and involuntary context switches (`/proc/PID/task/TID/status`). */
+  switches: number;
+}
+
+/** {@linkcode CpuSample} of `pids` and their descendants, every thread of each. */
+export function cpuSample(pids: number[]): CpuSample {
+  const sample = { at: performance.now(), ns: 0, switches: 0 };
+  for (const pid of new Set(pids.flatMap(processTree))) {
+    try {
+      for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+        const dir = `/proc/${pid}/task/${task.name}`;
+        sample.ns += Number(Deno.readTextFileSync(`${dir}/schedstat`).split(" ")[0]);
+        const status = Deno.readTextFileSync(`${dir}/status`);
+        for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s*(\d+)/gm)) {
+          sample.switches += Number(match[1]);
+        }
+      }
+    } catch {
+      // Gone meanwhile (a thread that ended takes its counts with it).
+    }
+  }
+  return sample;
+}
+
 function tail(log: string, lines = 12): string {
   try {
     return Deno.readTextFileSync(log).trim().split("\n").slice(-lines).join("\n");

@@ -10,6 +10,16 @@ import type { Peer, Platform } from "./peers.ts";
 export type Metric = "rtt1" | "rtt16" | "thr" | "conn" | "rss" | "rttFew";
 export type Placement = "pinned" | "unpinned";
 
+/** What the server spent per operation (round trip, or connect) while a figure was measured. */
+export interface Cost {
+  /** CPU time of the server process, every thread, µs per operation. */
+  cpuUs: number;
+  /** Its context switches per operation. */
+  switches: number;
+  /** Under Wine: the wineserver's CPU time, µs per operation (it does part of every pipe call). */
+  wineserverUs?: number;
+}
+
 /** One figure of one run. */
 export interface Sample {
   placement: Placement;
@@ -17,6 +27,7 @@ export interface Sample {
   metric: Metric;
   run: number;
   value: number;
+  cost?: Cost;
 }
 
 /** What was measured, and what failed (by placement and peer). */
@@ -205,4 +216,49 @@ function notesFor(
     ...(errors.length ? [errors.join("\n")] : []),
   ];
   return body.length ? [`**${placement}**`, "", body.join("\n\n")].join("\n") : "";
+}
+
+/**
+ * The server's cost per operation, from the same runs as {@linkcode table}: CPU time (every thread)
+ * with its ratio to the C server's, context switches, and under Wine the wineserver's CPU time. It
+ * says where a figure's time goes: in the server's own work, or in waiting and waking up.
+ */
+export function costTable(
+  results: Results,
+  peers: Peer[],
+  platform: Platform,
+  placements: Placement[],
+): string {
+  const mine = peers.filter((p) => p.platform === platform);
+  const baseline = mine.find((p) => p.baseline);
+  const metrics: Metric[] = ["rtt1", "rtt16", "thr", "conn"];
+  const costs = (peer: Peer | undefined, metric: Metric, placement: Placement) =>
+    results.samples.filter((s) =>
+      s.cost && s.placement === placement && s.peer === peer?.id && s.metric === metric
+    ).map((s) => s.cost!);
+  const cellOf = (peer: Peer, metric: Metric, placement: Placement) => {
+    const mineCosts = costs(peer, metric, placement);
+    if (!mineCosts.length) return "–";
+    const cpu = median(mineCosts.map((c) => c.cpuUs));
+    const base = costs(baseline, metric, placement);
+    let text = `${format(cpu)} µs`;
+    if (base.length && peer !== baseline) text += ` ${(cpu / median(base.map((c) => c.cpuUs))).toFixed(2)}×`;
+    const server = mineCosts.flatMap((c) => c.wineserverUs === undefined ? [] : [c.wineserverUs]);
+    if (server.length) text += ` + ${format(median(server))} µs wineserver`;
+    return `${text}, ${median(mineCosts.map((c) => c.switches)).toFixed(2)} cs`;
+  };
+  const columns = metrics.flatMap((metric) => placements.map((placement) => ({ metric, placement })));
+  const titles: Partial<Record<Metric, string>> = {
+    rtt1: "1 client",
+    rtt16: "16 clients",
+    thr: "64 KiB echo",
+    conn: "per connect",
+  };
+  return [
+    `| server | ${columns.map(({ metric, placement }) => `${titles[metric]}, ${placement}`).join(" | ")} |`,
+    `|---|${columns.map(() => "---:").join("|")}|`,
+    ...mine.map((p) =>
+      `| ${p.label} | ${columns.map(({ metric, placement }) => cellOf(p, metric, placement)).join(" | ")} |`
+    ),
+  ].join("\n");
 }

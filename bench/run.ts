@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { WINE, winePath, WineUnavailable } from "../tests/wine/windows_deno.ts";
 import { FEW_CLIENTS, linuxPeers, type Peer, type ServerMode, winePeers } from "./peers.ts";
 import {
+  cpuSample,
   finish,
   kill,
   killAll,
@@ -25,7 +26,15 @@ import {
   wineserverPids,
 } from "./procs.ts";
 import { relayBench } from "./relay.ts";
-import { errorKey, type Metric, type Placement, type Results, table } from "./report.ts";
+import {
+  type Cost,
+  costTable,
+  errorKey,
+  type Metric,
+  type Placement,
+  type Results,
+  table,
+} from "./report.ts";
 import {
   BENCH_CACHE,
   describeMachine,
@@ -144,8 +153,18 @@ async function startServer(ctx: Context, peer: Peer, mode: ServerMode, cpus: str
   return { server, address };
 }
 
-/** Run the load generator against `address`; returns its "ok ..." fields. */
-async function load(ctx: Context, peer: Peer, address: string, args: string[], cpus: string | undefined) {
+/**
+ * Run the load generator against `address`; returns its "ok ..." fields and, given the server's pid,
+ * what the server spent per operation between the generator's "measuring" and "measured" lines.
+ */
+async function load(
+  ctx: Context,
+  peer: Peer,
+  address: string,
+  args: string[],
+  cpus: string | undefined,
+  serverPid?: number,
+) {
   const { settings } = ctx;
   const common = [
     "-p",
@@ -161,14 +180,37 @@ async function load(ctx: Context, peer: Peer, address: string, args: string[], c
     : [WINE, ctx.wine!.loadExe, ...common, ...args];
   const env = peer.platform === "wine" ? ctx.wine!.env : undefined;
   const client = spawnLogged(argv, `${BENCH_CACHE}/logs/${peer.id}-client.log`, { env, cpus, cwd: ROOT });
-  const line = await finish(
-    client,
-    (settings.duration + settings.warmup + 80) * 1000, // the load generator's warm-up may last 20 s
-    `load ${args.join(" ")}`,
-  );
-  return Object.fromEntries(
+  const timeout = (settings.duration + settings.warmup + 80) * 1000; // the warm-up may last 20 s
+  const what = `load ${args.join(" ")}`;
+  const servers = serverPid === undefined ? [] : [serverPid];
+  const wineservers = peer.platform === "wine" && servers.length ? wineserverPids(ctx.wine!.prefix) : [];
+  let window: [ReturnType<typeof cpuSample>[], ReturnType<typeof cpuSample>[]] | undefined;
+  if (servers.length) {
+    try {
+      await waitForLine(client, /^measuring$/m, timeout, what);
+      const first = [cpuSample(servers), cpuSample(wineservers)];
+      await waitForLine(client, /^measured$/m, timeout, what);
+      window = [first, [cpuSample(servers), cpuSample(wineservers)]];
+    } catch {
+      // finish() below says what went wrong.
+    }
+  }
+  const line = await finish(client, timeout, what);
+  const fields: Record<string, number> = Object.fromEntries(
     line.split(" ").slice(1).map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)]),
   );
+  let cost: Cost | undefined;
+  if (window && fields.rate > 0) {
+    const [[server0, wine0], [server1, wine1]] = window;
+    // Per second of the sampled window, then per operation at the measured rate.
+    const perOp = (delta: number) => delta / ((server1.at - server0.at) / 1000) / fields.rate;
+    cost = {
+      cpuUs: perOp((server1.ns - server0.ns) / 1000),
+      switches: perOp(server1.switches - server0.switches),
+    };
+    if (wineservers.length) cost.wineserverUs = perOp((wine1.ns - wine0.ns) / 1000);
+  }
+  return { rate: fields.rate, mbps: fields.mbps, cost };
 }
 
 /** Hold `idle` connections open and read the server's resident memory meanwhile. */
@@ -202,7 +244,7 @@ async function measure(ctx: Context, peer: Peer, placement: Placement, run: numb
     const all = `0-${navigator.hardwareConcurrency - 1}`;
     for (const pid of wineserverPids(ctx.wine!.prefix)) await pin(pid, cpus ?? all);
   }
-  type Figure = [Metric, (address: string, pid: number) => Promise<number>];
+  type Figure = [Metric, (address: string, pid: number) => Promise<{ value: number; cost?: Cost }>];
   const serving = async (mode: ServerMode, figures: Figure[]) => {
     let started: Awaited<ReturnType<typeof startServer>> | null = null;
     let alive = false;
@@ -225,7 +267,7 @@ async function measure(ctx: Context, peer: Peer, placement: Placement, run: numb
             peer: peer.id,
             metric,
             run,
-            value: await take(address, server.pid),
+            ...await take(address, server.pid),
           });
         } catch (error) {
           const message = error instanceof Stalled
@@ -244,9 +286,14 @@ async function measure(ctx: Context, peer: Peer, placement: Placement, run: numb
       if (started) await kill(started.server);
     }
   };
-  const rate = (args: string[]) => async (address: string) =>
-    (await load(ctx, peer, address, args, cpus)).rate;
-  const rss: Figure = ["rss", (address, pid) => idleRss(ctx, peer, address, pid, cpus)];
+  const rate = (args: string[]) => async (address: string, pid: number) => {
+    const { rate, cost } = await load(ctx, peer, address, args, cpus, pid);
+    return { value: rate, cost };
+  };
+  const rss: Figure = [
+    "rss",
+    async (address, pid) => ({ value: await idleRss(ctx, peer, address, pid, cpus) }),
+  ];
   const rtt1: Figure = ["rtt1", rate(["-t", "rtt", "-c", "1"])];
   const rtt16: Figure = ["rtt16", rate(["-t", "rtt", "-c", `${CLIENTS}`])];
   const conn: Figure = ["conn", rate(["-t", "conn", "-c", "1"])];
@@ -262,9 +309,11 @@ async function measure(ctx: Context, peer: Peer, placement: Placement, run: numb
   await serving("echo", [
     [
       "thr",
-      async (address) =>
-        (await load(ctx, peer, address, ["-t", "thr", "-c", "1", "-W", `${THR_WARMUP_ROUND_TRIPS}`], cpus))
-          .mbps,
+      async (address, pid) => {
+        const thr = ["-t", "thr", "-c", "1", "-W", `${THR_WARMUP_ROUND_TRIPS}`];
+        const { mbps, cost } = await load(ctx, peer, address, thr, cpus, pid);
+        return { value: mbps, cost };
+      },
     ],
   ]);
 }
@@ -343,6 +392,14 @@ function render(
         idle: settings.idle,
         few: FEW_CLIENTS,
       }),
+    );
+    sections.push(
+      "",
+      "What each server spent per operation while measured (median over the runs): CPU time of the server " +
+        "process, all its threads (`/proc/PID/task/*/schedstat`), its ratio to the C server's, and context " +
+        "switches (cs); under Wine also the wineserver's CPU time.",
+      "",
+      costTable(ctx.results, peers, platform, settings.placements),
     );
   }
   return sections.join("\n") + "\n";
