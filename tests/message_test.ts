@@ -156,6 +156,46 @@ Deno.test("read() in message mode returns a long message in pieces", async () =>
   assert.deepEqual(new Uint8Array(got), message);
 });
 
+Deno.test("read() into a large buffer: messages shorter, as long and longer, written only inside the buffer", async () => {
+  // Large enough for the Linux engine to receive straight into the caller's buffer, and larger than
+  // the Windows engine's first read buffer (4 KiB): a message that fits must still come in one read.
+  // The buffer is a window into a larger one, so a write outside it would show.
+  await using server = serve({ name: uniqueName("readinto"), bufferSize: 65536 });
+  await using client = await connect({ name: server.listener.path });
+  const SENTINEL = 0xee;
+  const backing = new Uint8Array(3 * 8192).fill(SENTINEL);
+  const window = backing.subarray(8192, 2 * 8192);
+  const outside = () => [...backing.subarray(0, 8192), ...backing.subarray(2 * 8192)];
+  const untouched = outside();
+  const read = async (what: string) => {
+    const n = await within(client.read(window), 5000, what);
+    assert.deepEqual(outside(), untouched, `${what}: nothing written outside the buffer`);
+    return n;
+  };
+  for (const [length, seed] of [[5000, 1], [8192, 2], [8192, 3], [100, 4], [6000, 5]]) {
+    const message = pattern(length, seed);
+    await client.writeMessage(message);
+    assert.equal(await read(`the ${length}-byte echo`), length);
+    assert.deepEqual(window.subarray(0, length), message, `the ${length}-byte echo's bytes`);
+  }
+  // Longer than the buffer: handed out over several reads, in order.
+  const long = pattern(20_000, 6);
+  await client.writeMessage(long);
+  const got: number[] = [];
+  while (got.length < long.length) {
+    const n = await read("a piece of the long echo");
+    assert.ok(n !== null && n > 0 && n <= window.length);
+    got.push(...window.subarray(0, n));
+  }
+  assert.deepEqual(new Uint8Array(got), long);
+  // Then a message that fits again, and the peer's closeWrite() as end of stream.
+  await client.writeMessage(pattern(4096, 7));
+  assert.equal(await read("the echo after the long one"), 4096);
+  assert.deepEqual(window.subarray(0, 4096), pattern(4096, 7));
+  await client.writeMessage(new Uint8Array(0));
+  assert.equal(await read("the empty echo"), null, "an empty message reads as end of stream");
+});
+
 Deno.test("connect() refuses a maxMessageSize that is not an integer from 0 to 2^31-1 with RangeError", async () => {
   await using server = serve({ name: uniqueName("clientmaxcheck") });
   for (const maxMessageSize of [NaN, -1, 1.5, Infinity, 2 ** 31]) {

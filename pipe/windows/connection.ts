@@ -274,7 +274,7 @@ export class PipeConnection implements PipeConn {
       if (this.#closing) throw closedError("read from", this.path);
       if (p.length === 0) return 0;
       const buffer = this.#readBuffer();
-      const c = await this.#readInto(buffer, 0, Math.min(p.length, buffer.length), signal);
+      let c = await this.#readInto(buffer, 0, Math.min(p.length, buffer.length), signal);
       // In message mode ERROR_MORE_DATA just means the rest of this message comes next read.
       if (c.error !== 0 && c.error !== ERROR_MORE_DATA) return this.#failedRead(c.error, signal);
       if (c.bytes === buffer.length && p.length > buffer.length) {
@@ -283,7 +283,21 @@ export class PipeConnection implements PipeConn {
       // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
       if (c.bytes === 0 && c.error === 0 && this.mode === "message") return null;
       p.set(buffer.subarray(0, c.bytes));
-      return c.bytes;
+      let have = c.bytes;
+      // A message longer than the read buffer but not than `p` still comes whole, as on Linux: only
+      // a message longer than `p` is handed out over several reads. No signal from here on: the rest
+      // of the message is already in the pipe (see readMessage).
+      while (c.error === ERROR_MORE_DATA && have < p.length) {
+        if (this.#closing) throw closedError("read from", this.path);
+        const rest = this.#readBuffer();
+        c = await this.#readInto(rest, 0, Math.min(p.length - have, rest.length), undefined);
+        // The pipe broke mid-message: hand out what came; the next read meets the failure again.
+        if (c.error !== 0 && c.error !== ERROR_MORE_DATA) break;
+        p.set(rest.subarray(0, c.bytes), have);
+        have += c.bytes;
+        if (c.bytes === rest.length && p.length - have > 0) this.#grow(Math.min(p.length, 2 * rest.length));
+      }
+      return have;
     }, signal);
   }
 
