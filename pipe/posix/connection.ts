@@ -19,10 +19,28 @@ import { readableFrom, writableTo } from "../streams.ts";
 import type { OperationOptions, PeerIdentity, PipeConn, PipeMode } from "../types.ts";
 import { peerIdentity } from "./identity.ts";
 import { poller, type Registration } from "./poller.ts";
-import { closeFd, receiveBytes, receiveMessage, sendBufferSize, sendBytes, shutdownWrite } from "./socket.ts";
+import {
+  closeFd,
+  DIRECT_MIN,
+  receiveBytes,
+  receiveMessage,
+  receiveMessageInto,
+  sendBufferSize,
+  sendBytes,
+  shutdownWrite,
+} from "./socket.ts";
 
 /** Bytes `readMessage()` takes at once in byte mode, where there are no messages. */
 const BYTE_CHUNK = 64 * 1024;
+
+/**
+ * `p` when `read(p)` may receive into it directly: large enough to be worth it, and never one of
+ * V8's small on-heap arrays, which a garbage collection may move between taking its address and
+ * the `recvmsg` that fills it.
+ */
+function directTarget(p: Uint8Array): Uint8Array<ArrayBuffer> | undefined {
+  return p.length >= DIRECT_MIN && p.buffer instanceof ArrayBuffer ? p as Uint8Array<ArrayBuffer> : undefined;
+}
 
 /** A connected Unix socket behind the {@linkcode PipeConn} API. */
 export class PosixConn implements PipeConn {
@@ -112,15 +130,20 @@ export class PosixConn implements PipeConn {
     return this.mode === "message" ? await this.#readMessage(signal) : await this.#readChunk(signal);
   }
 
-  async #readMessage(signal: AbortSignal | undefined): Promise<Uint8Array | null> {
+  /**
+   * One whole message, received into `into` when given (`read()`): then a message that fits is a
+   * view of `into`, and a longer one arrives whole in a new array.
+   */
+  async #readMessage(
+    signal: AbortSignal | undefined,
+    into?: Uint8Array<ArrayBuffer>,
+  ): Promise<Uint8Array | null> {
     while (true) {
       if (this.closed) throw closedError("read from", this.path);
       // A steady size (the common case: fixed-size requests, echoes) lets the receive skip a copy.
-      const received = receiveMessage(
-        this.#fd,
-        this.#maxMessageSize,
-        this.#sizeRepeated ? this.#lastSize : 0,
-      );
+      const received = into
+        ? receiveMessageInto(this.#fd, this.#maxMessageSize, into)
+        : receiveMessage(this.#fd, this.#maxMessageSize, this.#sizeRepeated ? this.#lastSize : 0);
       switch (received.kind) {
         case "message": {
           const size = received.data.length;
@@ -177,12 +200,19 @@ export class PosixConn implements PipeConn {
     checkSignal(options?.signal);
     if (this.mode === "byte") return await this.#readBytes(p, options?.signal);
     // Message mode: a message longer than `p` is kept and handed out by the next reads,
-    // like ERROR_MORE_DATA on Windows.
-    const message = await this.readMessage(options);
+    // like ERROR_MORE_DATA on Windows. A large enough `p` takes the message straight from the
+    // kernel: no fresh array to allocate (and zero) per message, and no copy.
+    let message: Uint8Array | null;
+    if (this.#leftover) {
+      message = this.#leftover;
+      this.#leftover = null;
+    } else {
+      message = await this.#readMessage(options?.signal, directTarget(p));
+    }
     // A zero-length message is the peer's closeWrite(): end of stream for byte-oriented reads.
     if (message === null || message.length === 0) return null;
     const n = Math.min(p.length, message.length);
-    p.set(message.subarray(0, n));
+    if (message.buffer !== p.buffer || message.byteOffset !== p.byteOffset) p.set(message.subarray(0, n));
     if (n < message.length) this.#leftover = message.subarray(n);
     return n;
   }

@@ -241,11 +241,13 @@ function emptyOrEnd(): Received {
  * Messages at least this large, when the caller expects their size, are received straight into
  * the array handed to the caller instead of into the scratch buffer and then copied: for 64 KiB
  * messages the copy (and the larger allocation of `slice`) was a measurable share of each round trip.
+ * `read(p)` receives straight into `p` from this size on; an array this large is never one of V8's
+ * small on-heap arrays, which a garbage collection could move while its address is in the iovec.
  */
-const DIRECT_MIN = 4096;
+export const DIRECT_MIN = 4096;
 
 /**
- * {@linkcode receiveMessage} into a buffer the caller reuses (the relay's copy thread): a message
+ * {@linkcode receiveMessage} into a buffer the caller reuses (the relay's copy thread, `read(p)`): a message
  * that fits is returned as a view of `into`, valid until the next receive into it, with no
  * allocation; a longer one (up to `maxSize`) still arrives whole, in a new array.
  */
