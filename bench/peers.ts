@@ -29,6 +29,11 @@ export interface Peer {
    * costs the load generator's stall bound.
    */
   fewClients?: boolean;
+  /**
+   * Measured on the 64 KiB echo figure only: another way of writing a server with the same library,
+   * which changes only that figure (namedpipe's `read(buffer)` echo beside its default row).
+   */
+  echoOnly?: boolean;
 }
 
 /** The extra client count for peers with `fewClients`: one more than Deno's four pipe instances. */
@@ -56,6 +61,17 @@ export function linuxPeers(tools: LinuxTools): Peer[] {
       baseline: false,
       message: true,
       argv: (address, mode) => [deno, "run", "-A", script("namedpipe_server.ts"), address, mode],
+    },
+    {
+      // Not the default row: the echo written with read(buffer), as pipe/types.ts recommends for a
+      // server that does not keep what it reads (no fresh array per message).
+      id: "linux-namedpipe-read",
+      label: "namedpipe, echo by `read(buffer)` (not the default)",
+      platform: "linux",
+      baseline: false,
+      message: true,
+      echoOnly: true,
+      argv: (address) => [deno, "run", "-A", script("namedpipe_server.ts"), address, "echo-read"],
     },
     {
       id: "linux-deno",

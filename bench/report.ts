@@ -103,7 +103,7 @@ function cell(
 
 /** The peers a user would pick instead of namedpipe: neither a C server nor namedpipe itself. */
 function isAlternative(peer: Peer): boolean {
-  return !peer.baseline && !peer.id.endsWith("-namedpipe") && !peer.id.includes("-c-");
+  return !peer.baseline && !peer.id.includes("-namedpipe") && !peer.id.includes("-c-");
 }
 
 /**

@@ -53,9 +53,9 @@ const USAGE = `Usage: deno task bench [options]
   --idle N             idle connections for the memory figure (default 1000)
   --only linux|wine    one platform only (default both)
   --placement P        pinned, unpinned or both (default both)
-  --peers ID,ID        only these servers (ids: linux-c linux-namedpipe linux-deno linux-node
-                       linux-deno-node wine-c wine-c-iocp wine-namedpipe wine-deno-node
-                       wine-node); keep the C one for ratios
+  --peers ID,ID        only these servers (ids: linux-c linux-namedpipe linux-namedpipe-read
+                       linux-deno linux-node linux-deno-node wine-c wine-c-iocp wine-namedpipe
+                       wine-deno-node wine-node); keep the C one for ratios
   --out FILE           where the Markdown report goes (default bench/RESULTS.md;
                        with --quick .cache/bench/RESULTS-quick.md)`;
 
@@ -297,15 +297,15 @@ async function measure(ctx: Context, peer: Peer, placement: Placement, run: numb
   const rtt1: Figure = ["rtt1", rate(["-t", "rtt", "-c", "1"])];
   const rtt16: Figure = ["rtt16", rate(["-t", "rtt", "-c", `${CLIENTS}`])];
   const conn: Figure = ["conn", rate(["-t", "conn", "-c", "1"])];
-  if (!peer.fewClients) await serving("reply", [rss, rtt1, rtt16, conn]);
-  else if (ctx.settings.quick) await serving("reply", [rtt1, conn]);
-  else {await serving("reply", [
-      rtt1,
-      conn,
-      ["rttFew", rate(["-t", "rtt", "-c", `${FEW_CLIENTS}`])],
-      rtt16,
-      rss,
-    ]);}
+  // Peers that serve only a few clients: the extra client count, and with --quick one client only.
+  const replyFigures: Figure[] = peer.echoOnly
+    ? []
+    : !peer.fewClients
+    ? [rss, rtt1, rtt16, conn]
+    : ctx.settings.quick
+    ? [rtt1, conn]
+    : [rtt1, conn, ["rttFew", rate(["-t", "rtt", "-c", `${FEW_CLIENTS}`])], rtt16, rss];
+  if (replyFigures.length) await serving("reply", replyFigures);
   await serving("echo", [
     [
       "thr",

@@ -3,7 +3,12 @@
  * with the 58-byte default response (reply) or sent back as is (echo). The same script runs on
  * Linux (Unix seqpacket socket) and with Windows Deno (named pipe, here under Wine).
  *
- *   deno run -A bench/servers/namedpipe_server.ts NAME reply|echo
+ * `reply` and `echo` use the library's defaults: `readMessage()`, a fresh array per message.
+ * `echo-read` is the echo server written the way the README recommends for servers that do not
+ * keep what they read: `read(buffer)` into one buffer of the largest message's size, then
+ * `writeMessage(buffer.subarray(0, n))`.
+ *
+ *   deno run -A bench/servers/namedpipe_server.ts NAME reply|echo|echo-read
  *
  * @module
  */
@@ -24,11 +29,25 @@ async function serve(conn: PipeConn, echo: boolean) {
   }
 }
 
+async function serveInto(conn: PipeConn) {
+  const buffer = new Uint8Array(65536);
+  try {
+    for (let n; (n = await conn.read(buffer)) !== null;) await conn.writeMessage(buffer.subarray(0, n));
+  } catch {
+    // The client left mid-write: nothing to do.
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}
+
 async function main([name, mode]: string[]) {
   // 64 KiB pipe buffers like the native C and libuv (Node) servers, so all peers buffer alike.
   const listener = listen({ name, mode: "message", bufferSize: 65536 });
   console.log("ready");
-  for await (const conn of listener) serve(conn, mode === "echo");
+  for await (const conn of listener) {
+    if (mode === "echo-read") serveInto(conn);
+    else serve(conn, mode === "echo");
+  }
 }
 
 if (import.meta.main) await main(Deno.args);
