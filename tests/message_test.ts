@@ -196,6 +196,21 @@ Deno.test("read() into a large buffer: messages shorter, as long and longer, wri
   assert.equal(await read("the empty echo"), null, "an empty message reads as end of stream");
 });
 
+Deno.test("each message readMessage() returns is its own array, untouched by the messages after it", async () => {
+  // Steady-size messages, each read before its echo arrives (so the read waits): the Linux engine
+  // receives such messages straight into a new array, and keeps the one a waiting read allocated.
+  await using server = serve({ name: uniqueName("ownarrays"), bufferSize: 65536 });
+  await using client = await connect({ name: server.listener.path });
+  const got: Uint8Array[] = [];
+  for (let i = 0; i < 20; i++) {
+    const reply = client.readMessage();
+    await client.writeMessage(pattern(8192, i));
+    got.push((await within(reply, 5000, `echo ${i}`))!);
+  }
+  assert.equal(new Set(got.map((m) => m.buffer)).size, got.length, "one buffer per message");
+  got.forEach((message, i) => assert.deepEqual(message, pattern(8192, i), `message ${i} as it came`));
+});
+
 Deno.test("connect() refuses a maxMessageSize that is not an integer from 0 to 2^31-1 with RangeError", async () => {
   await using server = serve({ name: uniqueName("clientmaxcheck") });
   for (const maxMessageSize of [NaN, -1, 1.5, Infinity, 2 ** 31]) {

@@ -22,6 +22,7 @@ import { poller, type Registration } from "./poller.ts";
 import {
   closeFd,
   DIRECT_MIN,
+  directArray,
   receiveBytes,
   receiveMessage,
   receiveMessageInto,
@@ -54,6 +55,8 @@ export class PosixConn implements PipeConn {
   /** Sizes of the last two messages received: when equal, the next is expected at that size. */
   #lastSize = 0;
   #sizeRepeated = false;
+  /** The array a receive that met EAGAIN had allocated, for the next one; never one handed out. */
+  #spare: WeakRef<Uint8Array<ArrayBuffer>> | undefined;
   /** The unread tail of a message that `read()` got into a smaller buffer. */
   #leftover: Uint8Array | null = null;
   /** Writes waiting for room, so that later writes queue behind them instead of overtaking. */
@@ -140,10 +143,17 @@ export class PosixConn implements PipeConn {
   ): Promise<Uint8Array | null> {
     while (true) {
       if (this.closed) throw closedError("read from", this.path);
-      // A steady size (the common case: fixed-size requests, echoes) lets the receive skip a copy.
+      // A steady size (the common case: fixed-size requests, echoes) lets the receive skip a copy:
+      // the message goes straight into a new array of that size (or the one an EAGAIN left over).
+      let fresh: Uint8Array<ArrayBuffer> | undefined;
+      if (!into && this.#sizeRepeated) {
+        fresh = this.#spare?.deref();
+        this.#spare = undefined;
+        if (fresh?.length !== this.#lastSize) fresh = directArray(this.#maxMessageSize, this.#lastSize);
+      }
       const received = into
         ? receiveMessageInto(this.#fd, this.#maxMessageSize, into)
-        : receiveMessage(this.#fd, this.#maxMessageSize, this.#sizeRepeated ? this.#lastSize : 0);
+        : receiveMessage(this.#fd, this.#maxMessageSize, fresh);
       switch (received.kind) {
         case "message": {
           const size = received.data.length;
@@ -154,6 +164,9 @@ export class PosixConn implements PipeConn {
         case "end":
           return null;
         case "again":
+          // The array allocated (and zeroed) for this message waits for it, held only weakly: an
+          // idle connection keeps no array of its own, as if it had been dropped.
+          if (fresh) this.#spare = new WeakRef(fresh);
           await poller.readable(this.#registration, signal);
           continue;
         case "too large":

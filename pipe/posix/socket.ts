@@ -209,11 +209,11 @@ function growScratch(size: number): void {
  * `MSG_TRUNC` makes the call return the real length, so an oversized message is seen (and lost).
  * The control buffer has room for credentials only: descriptors a hostile peer passes with
  * `SCM_RIGHTS` do not fit, and the kernel closes them instead of installing them here.
+ * @param fresh a new array of the size expected ({@linkcode directArray}): a message of that size is
+ *   received straight into it and returned as is (it then belongs to the caller's caller).
  */
-export function receiveMessage(fd: number, maxSize: number, expect = 0): Received {
-  if (expect >= DIRECT_MIN && expect <= maxSize && maxSize <= EAGER_RECEIVE_LIMIT) {
-    return receiveDirect(fd, maxSize, new Uint8Array(new ArrayBuffer(expect)), false);
-  }
+export function receiveMessage(fd: number, maxSize: number, fresh?: Uint8Array<ArrayBuffer>): Received {
+  if (fresh) return receiveDirect(fd, maxSize, fresh, false);
   let room = maxSize;
   if (maxSize > EAGER_RECEIVE_LIMIT) {
     // A huge limit: learn this message's size first rather than keep a buffer of the limit's size.
@@ -245,6 +245,16 @@ function emptyOrEnd(): Received {
  * small on-heap arrays, which a garbage collection could move while its address is in the iovec.
  */
 export const DIRECT_MIN = 4096;
+
+/**
+ * A new array for a message expected to be `expect` bytes long, for {@linkcode receiveMessage} to
+ * receive straight into, or undefined where that does not pay (small, or a huge `maxSize`).
+ */
+export function directArray(maxSize: number, expect: number): Uint8Array<ArrayBuffer> | undefined {
+  return expect >= DIRECT_MIN && expect <= maxSize && maxSize <= EAGER_RECEIVE_LIMIT
+    ? new Uint8Array(new ArrayBuffer(expect))
+    : undefined;
+}
 
 /**
  * {@linkcode receiveMessage} into a buffer the caller reuses (the relay's copy thread, `read(p)`): a message
