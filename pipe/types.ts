@@ -99,8 +99,9 @@ export type IntegrityLevel =
  *
  * On the server side it describes the client: Windows reads the client's token
  * (`ImpersonateNamedPipeClient` → `OpenThreadToken` → `GetTokenInformation` → `RevertToSelf`, all on
- * the JS thread) when the connection is accepted, before `accept()` returns it; Linux reads
- * `SO_PEERCRED` (the credentials the client had when it called `connect`). On the client side it
+ * the JS thread), the context the named-pipe file system captured when the client opened the pipe;
+ * Linux reads `SO_PEERCRED` (the credentials the client had when it called `connect`). Both are read
+ * on first use of `conn.peer` (at once when the listener has `authorize`). On the client side it
  * describes the server: Windows gives the server's pid and session and the pipe's owner (the account
  * that created the pipe, from `GetSecurityInfo`); Linux gives `SO_PEERCRED` of the listening socket's
  * creator. It never changes afterwards.
@@ -236,8 +237,9 @@ export interface PipeConn {
   /** Process id of the other end (`GetNamedPipeClientProcessId` / `SO_PEERCRED`); 0 if unknown. */
   readonly peerPid: number;
   /**
-   * Who is on the other end ({@linkcode PeerIdentity}), read before the connection was handed out:
-   * by `accept()` on the server side, by `connect()` on the client side. `null` where the platform
+   * Who is on the other end ({@linkcode PeerIdentity}): on the server side read once, on first use
+   * (by `authorize` before `accept()` hands the connection out), and `null` when first asked after
+   * `close()`; on the client side read by `connect()`. `null` where the platform
    * cannot tell: macOS (Deno's Unix sockets give no credentials), and on Windows a client that
    * connected anonymously (`SECURITY_ANONYMOUS`: its token cannot be opened).
    */

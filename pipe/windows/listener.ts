@@ -22,8 +22,9 @@
  * - Secure defaults: `PIPE_REJECT_REMOTE_CLIENTS` on every mode combination (RUSTSEC-2023-0001),
  *   `FILE_FLAG_FIRST_PIPE_INSTANCE` on the first instance plus a `WaitNamedPipeW(name, 1)` probe first
  *   (Wine 8 does not enforce the flag), the current user's security descriptor, bInheritHandle FALSE.
- * - Identity: each connected client's token is read (`identity.ts`) before the connection is handed
- *   on; with `authorize`, it is handed on only once admitted, and a refused client is disconnected.
+ * - Identity: a connected client's token is read (`identity.ts`) on first use of `conn.peer`; with
+ *   `authorize`, at once, and the connection is handed on only once admitted (a refused client is
+ *   disconnected).
  * - `close()` cancels every pending connect, drains the aborted packets and closes every instance; a
  *   client that connects during the close is simply closed too (go-winio #281, #357).
  *
@@ -73,7 +74,6 @@ import { PipeConnection } from "./connection.ts";
 import { assertCanonicalDacl } from "./dacl_order.ts";
 import { adopt, type Handle, isValid } from "./handles.ts";
 import { admit } from "../authorize.ts";
-import { clientIdentity } from "./identity.ts";
 import { pipePath } from "./path.ts";
 import { readSddl, type SecurityAttributes, securityAttributes } from "./security.ts";
 
@@ -282,18 +282,12 @@ export class PipeServer implements PipeListener {
       // Deliver first: a failing CreateNamedPipeW must not take this connection from the accept()
       // it satisfies. The next instance is still created before anyone can use this one (delivery
       // only resolves a promise).
-      // Who the client is, read now: before any data, and while the client is surely connected.
-      const pid = new Uint32Array(1);
-      const peer = clientIdentity(
-        handle,
-        kernel32().GetNamedPipeClientProcessId(handle, pid) ? pid[0] : 0,
-        this.path,
-      );
+      // Who the client is is read on first use (`conn.peer`; `authorize` asks at once).
       const conn = new PipeConnection(handle, this.path, this.mode, "server", this.#maxMessageSize, () => {
         // Runs just before the instance's CloseHandle: its replacement first, the name kept.
         this.#live--;
         this.#replenish();
-      }, peer);
+      });
       if (this.#authorize) this.#admit(conn, this.#authorize);
       else this.#deliver(conn);
       this.#replenish();
