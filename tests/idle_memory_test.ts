@@ -42,3 +42,29 @@ Deno.test("an idle connection's pending read holds a small buffer, not 64 KiB", 
     for (const client of clients) await client.close();
   }
 });
+
+Deno.test({
+  name: "an idle connection that received 64 KiB messages holds no 64 KiB array " +
+    "(Linux only: the Windows engine keeps a connection's grown read buffer)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // A child with --expose-gc: without collections, arrays already dropped would still count.
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--v8-flags=--expose-gc",
+        new URL("./fixtures/idle_after_large.ts", import.meta.url).pathname,
+        uniqueName("idle-large"),
+      ],
+      stdin: "null",
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    const perConnection = Number(new TextDecoder().decode(output.stdout).trim());
+    assert.ok(
+      perConnection < MAX_EXTERNAL_PER_CONNECTION,
+      `an idle connection holds ${perConnection} bytes of external memory after 64 KiB messages ` +
+        `(at most ${MAX_EXTERNAL_PER_CONNECTION})`,
+    );
+  },
+});

@@ -167,6 +167,7 @@ export class PosixConn implements PipeConn {
           // The array allocated (and zeroed) for this message waits for it, held only weakly: an
           // idle connection keeps no array of its own, as if it had been dropped.
           if (fresh) this.#spare = new WeakRef(fresh);
+          fresh = undefined; // not held by this suspended call either
           await poller.readable(this.#registration, signal);
           continue;
         case "too large":
