@@ -158,7 +158,7 @@ Deno.test("read() in message mode returns a long message in pieces", async () =>
 
 Deno.test("read() into a large buffer: messages shorter, as long and longer, written only inside the buffer", async () => {
   // Large enough for the Linux engine to receive straight into the caller's buffer, and larger than
-  // the Windows engine's first read buffer (4 KiB): a message that fits must still come in one read.
+  // the Windows engine's first read buffer: a message that fits must still come in one read.
   // The buffer is a window into a larger one, so a write outside it would show.
   await using server = serve({ name: uniqueName("readinto"), bufferSize: 65536 });
   await using client = await connect({ name: server.listener.path });
