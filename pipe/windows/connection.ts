@@ -49,7 +49,7 @@ const log = logger("windows");
  * The read buffer starts small and grows (to the next power of two, at most 64 KiB like tokio's and
  * libuv's) only when a message or a byte-mode read did not fit: every idle connection keeps one
  * pending read, and 1,000 of them with 64 KiB each held 64 MiB, with 4 KiB each 4 MiB (1 KiB: the
- * bench server's slope under Wine went from 12.1 to 9.0 MiB per 1,000 idle clients). A message
+ * bench server's slope under Wine went from 11.9 to 9.0 MiB per 1,000 idle clients). A message
  * longer than the buffer costs one `PeekNamedPipe` and one more `ReadFile`, once per size class.
  */
 const FIRST_READ = 1024;
