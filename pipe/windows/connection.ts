@@ -118,7 +118,7 @@ export class PipeConnection implements PipeConn {
    * The client's token, read on first use (server end; the client end is given its server's identity
    * by `connect()`), as the POSIX backend reads `SO_PEERCRED`: the named-pipe file system captured the
    * client's context when it opened the pipe, so the answer does not depend on when it is asked. Reading
-   * it at every accept cost about 13 wineserver requests of the 36 a connect, round trip and close made
+   * it at every accept cost about 11 wineserver requests of the 33 a connect, round trip and close made
    * under Wine, and its strings about 1.5 KiB of every idle connection. `null` once closed unasked.
    */
   get peer(): PeerIdentity | null {

@@ -7,8 +7,9 @@
  * level). `RevertToSelf` runs on every path; should it ever fail, the process is terminated at once
  * rather than go on running as the client.
  *
- * When: right after `ConnectNamedPipe` completes, before the connection is handed to `accept()`,
- * before any data. The named-pipe file system captures the client's security context when the
+ * When: on first use of `conn.peer` (`connection.ts`); with `authorize`, right after
+ * `ConnectNamedPipe` completes, before the connection is handed to `accept()` and before any data.
+ * The named-pipe file system captures the client's security context when the
  * client opens the pipe; `ERROR_CANNOT_IMPERSONATE` ("until data has been read from that pipe") is
  * an old restriction, and Wine 8 impersonates a client that has sent nothing. Should impersonation
  * fail anyway, or the client have opened the pipe at `SECURITY_ANONYMOUS` (no token to open), its
