@@ -123,7 +123,8 @@ export class PipeConnection implements PipeConn {
    */
   get peer(): PeerIdentity | null {
     if (this.#peer === undefined) {
-      if (this.#closing) return null; // the handle may already be closed
+      // The handle may already be closed; a client end is always given its server's identity.
+      if (this.#closing || this.#side !== "server") return null;
       this.#peer = clientIdentity(this.#handle, this.peerPid, this.path);
     }
     return this.#peer;
