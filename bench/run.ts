@@ -14,11 +14,13 @@ import { parseArgs } from "node:util";
 import { WINE, winePath, WineUnavailable } from "../tests/wine/windows_deno.ts";
 import { FEW_CLIENTS, linuxPeers, type Peer, type ServerMode, winePeers } from "./peers.ts";
 import {
+  type CpuSample,
   cpuSample,
   finish,
   kill,
   killAll,
   pin,
+  processTree,
   spawnLogged,
   Stalled,
   treeRssKiB,
@@ -182,15 +184,19 @@ async function load(
   const client = spawnLogged(argv, `${BENCH_CACHE}/logs/${peer.id}-client.log`, { env, cpus, cwd: ROOT });
   const timeout = (settings.duration + settings.warmup + 80) * 1000; // the warm-up may last 20 s
   const what = `load ${args.join(" ")}`;
-  const servers = serverPid === undefined ? [] : [serverPid];
-  const wineservers = peer.platform === "wine" && servers.length ? wineserverPids(ctx.wine!.prefix) : [];
-  let window: [ReturnType<typeof cpuSample>[], ReturnType<typeof cpuSample>[]] | undefined;
-  if (servers.length) {
+  // The processes to read, found before the window opens: each scan of /proc for them would take CPU
+  // from the server being measured.
+  const server = serverPid === undefined ? [] : processTree(serverPid);
+  const wineserver = peer.platform === "wine" && server.length
+    ? wineserverPids(ctx.wine!.prefix).flatMap(processTree)
+    : [];
+  let readings: [CpuSample[], CpuSample[]] | undefined;
+  if (server.length) {
     try {
       await waitForLine(client, /^measuring$/m, timeout, what);
-      const first = [cpuSample(servers), cpuSample(wineservers)];
+      const first = [cpuSample(server), cpuSample(wineserver)];
       await waitForLine(client, /^measured$/m, timeout, what);
-      window = [first, [cpuSample(servers), cpuSample(wineservers)]];
+      readings = [first, [cpuSample(server), cpuSample(wineserver)]];
     } catch {
       // finish() below says what went wrong.
     }
@@ -200,15 +206,15 @@ async function load(
     line.split(" ").slice(1).map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)]),
   );
   let cost: Cost | undefined;
-  if (window && fields.rate > 0) {
-    const [[server0, wine0], [server1, wine1]] = window;
+  if (readings && fields.rate > 0) {
+    const [[server0, wine0], [server1, wine1]] = readings;
     // Per second of the sampled window, then per operation at the measured rate.
     const perOp = (delta: number) => delta / ((server1.at - server0.at) / 1000) / fields.rate;
     cost = {
       cpuUs: perOp((server1.ns - server0.ns) / 1000),
       switches: perOp(server1.switches - server0.switches),
     };
-    if (wineservers.length) cost.wineserverUs = perOp((wine1.ns - wine0.ns) / 1000);
+    if (wineserver.length) cost.wineserverUs = perOp((wine1.ns - wine0.ns) / 1000);
   }
   return { rate: fields.rate, mbps: fields.mbps, cost };
 }
