@@ -17,22 +17,23 @@ import { listen, type PipeConn } from "../../mod.ts";
 // UTF-16LE "Default response from server" with its NUL: 58 bytes.
 const RESPONSE = new Uint8Array([..."Default response from server\0"].flatMap((c) => [c.charCodeAt(0), 0]));
 
-async function serve(conn: PipeConn, echo: boolean) {
-  try {
-    for (let message; (message = await conn.readMessage()) !== null;) {
-      await conn.writeMessage(echo ? message : RESPONSE);
-    }
-  } catch {
-    // The client left mid-write: nothing to do.
-  } finally {
-    await conn.close().catch(() => {});
-  }
-}
-
-async function serveInto(conn: PipeConn) {
-  const buffer = new Uint8Array(65536);
-  try {
+/** One client's exchange in each mode, until it ends its stream. */
+const EXCHANGES: Record<string, (conn: PipeConn) => Promise<void>> = {
+  async reply(conn) {
+    while (await conn.readMessage() !== null) await conn.writeMessage(RESPONSE);
+  },
+  async echo(conn) {
+    for (let message; (message = await conn.readMessage()) !== null;) await conn.writeMessage(message);
+  },
+  async "echo-read"(conn) {
+    const buffer = new Uint8Array(65536);
     for (let n; (n = await conn.read(buffer)) !== null;) await conn.writeMessage(buffer.subarray(0, n));
+  },
+};
+
+async function serve(conn: PipeConn, exchange: (conn: PipeConn) => Promise<void>) {
+  try {
+    await exchange(conn);
   } catch {
     // The client left mid-write: nothing to do.
   } finally {
@@ -43,11 +44,9 @@ async function serveInto(conn: PipeConn) {
 async function main([name, mode]: string[]) {
   // 64 KiB pipe buffers like the native C and libuv (Node) servers, so all peers buffer alike.
   const listener = listen({ name, mode: "message", bufferSize: 65536 });
+  const exchange = EXCHANGES[mode] ?? EXCHANGES.reply;
   console.log("ready");
-  for await (const conn of listener) {
-    if (mode === "echo-read") serveInto(conn);
-    else serve(conn, mode === "echo");
-  }
+  for await (const conn of listener) serve(conn, exchange);
 }
 
 if (import.meta.main) await main(Deno.args);
