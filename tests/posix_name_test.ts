@@ -24,24 +24,38 @@ function lockOf(path: string): string {
 const MOD = new URL("../mod.ts", import.meta.url).href;
 const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
-/** Leave a stale socket file at `path`: bound (and listened on), then closed without unlinking. */
-function leaveStaleSocket(path: string): void {
+/** Another program's `SOCK_SEQPACKET` socket, bound at `path` and not yet listening. */
+function bindForeignSocket(path: string): { listen(backlog: number): number; close(): void } {
   const lib = Deno.dlopen("libc.so.6", {
     socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
     bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
     listen: { parameters: ["i32", "i32"], result: "i32" },
     close: { parameters: ["i32"], result: "i32" },
   });
+  const fd = lib.symbols.socket(1, 5, 0); // AF_UNIX, SOCK_SEQPACKET
+  const close = () => {
+    lib.symbols.close(fd);
+    lib.close();
+  };
   try {
-    const fd = lib.symbols.socket(1, 5, 0); // AF_UNIX, SOCK_SEQPACKET
     const address = new Uint8Array(110);
     address[0] = 1; // AF_UNIX
     address.set(encoder.encode(path), 2);
     assert.equal(lib.symbols.bind(fd, address, 110), 0, `bind ${path}`);
-    assert.equal(lib.symbols.listen(fd, 1), 0);
-    lib.symbols.close(fd);
+  } catch (error) {
+    close();
+    throw error;
+  }
+  return { listen: (backlog) => lib.symbols.listen(fd, backlog), close };
+}
+
+/** Leave a stale socket file at `path`: bound (and listened on), then closed without unlinking. */
+function leaveStaleSocket(path: string): void {
+  const foreign = bindForeignSocket(path);
+  try {
+    assert.equal(foreign.listen(1), 0);
   } finally {
-    lib.close();
+    foreign.close();
   }
   assert.ok(Deno.lstatSync(path).isSocket);
 }
@@ -224,22 +238,12 @@ Deno.test({
     const path = pipePath(uniqueName("binding"));
     // A foreign server between bind() and listen(): a connect() is refused as if the file were
     // stale, yet replacing the file would leave that server listening on a name nobody can reach.
-    const lib = Deno.dlopen("libc.so.6", {
-      socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-      bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-      close: { parameters: ["i32"], result: "i32" },
-    });
-    const fd = lib.symbols.socket(1, 5, 0); // AF_UNIX, SOCK_SEQPACKET
+    const foreign = bindForeignSocket(path);
     try {
-      const address = new Uint8Array(110);
-      address[0] = 1; // AF_UNIX
-      address.set(encoder.encode(path), 2);
-      assert.equal(lib.symbols.bind(fd, address, 110), 0, `bind ${path}`);
       assert.throws(() => listen({ name: path }), Deno.errors.AddrInUse);
       assert.ok(Deno.lstatSync(path).isSocket, "the starting server's socket is left in place");
     } finally {
-      lib.symbols.close(fd);
-      lib.close();
+      foreign.close();
       Deno.removeSync(path);
     }
   },
